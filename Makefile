@@ -1,0 +1,46 @@
+# The two commands: `make demo` and `make test`. Each sets itself up idempotently.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+JARS   := .jars
+# Real datasets: ../shared/data beside the project when present, else the download cache.
+DATA_DIR ?= $(abspath ../shared/data)
+export CORESET_SPARK_DATA_DIR ?= $(if $(wildcard $(DATA_DIR)/README.md),$(DATA_DIR),)
+export CORESET_SPARK_JARS_DIR := $(abspath $(JARS))
+
+.PHONY: setup jars demo test lint typecheck benchmark clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is needed, found " + sys.version'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+# Delta Lake's JVM jars, resolved with Maven into .jars/ (never committed).
+jars: $(JARS)/.resolved
+
+$(JARS)/.resolved: conf/delta/pom.xml
+	mkdir -p $(JARS)
+	mvn -q -f conf/delta/pom.xml org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
+	    -DoutputDirectory=$(abspath $(JARS)) -DincludeGroupIds=io.delta \
+	    -DexcludeArtifactIds=delta-kernel-api,delta-kernel-defaults,delta-kernel-unitycatalog
+	touch $@
+
+demo: setup jars
+	$(BIN)/coreset-spark run --config conf/demo.yaml
+
+test: setup jars
+	$(BIN)/python -m pytest -q tests
+
+lint: setup
+	$(BIN)/ruff check coreset_spark jobs tests
+	$(BIN)/mypy coreset_spark jobs
+
+benchmark: setup jars
+	$(BIN)/python jobs/benchmark_logistic.py --config conf/benchmark_logistic.yaml
+
+clean:
+	rm -rf $(VENV) $(JARS) output spark-warehouse

@@ -1,0 +1,206 @@
+"""Configuration: frozen, validated dataclasses and the YAML files in ``conf/`` that fill them.
+
+Every error names the setting, the value it got and what to do instead.
+
+Example
+-------
+>>> spec = DataSpec(target="label", categorical=("protocol_type",))
+>>> params = CoresetParams(size=2000, seed=7)
+>>> params.fanin
+16
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+FAMILIES = ("logistic", "uniform")
+MISSING_POLICIES = ("impute_mean", "error")
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message names the setting, the value and the fix."""
+
+
+class DataError(ValueError):
+    """The input data cannot be used as given; the message names the column, the value and the fix."""
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which columns of the table are what.
+
+    Parameters
+    ----------
+    target : the label column (any type for classification).
+    features : feature columns; empty means every column except target, row id and weight.
+    categorical : columns one-hot encoded (string and boolean features are categorical anyway).
+    row_id : optional column that identifies a row; without it a row's id is a 64-bit hash
+        of all its values (identical rows then share an id).
+    weight : optional non-negative input weight column (a row standing for several rows).
+    missing : ``impute_mean`` (numeric nulls/NaN become the column mean, i.e. 0 after
+        standardisation, and are counted in the report; categorical nulls become their own
+        level ``__missing__``) or ``error`` (any null feature value is an error).
+    drop_null_target : exclude rows whose target is null (the count is reported) instead of
+        failing.
+    rare_level_fraction : categorical levels seen in fewer than this fraction of rows are
+        folded into one ``__other__`` level (levels unseen at build time map there too).
+    max_levels : at most this many levels per categorical column are kept (most frequent first).
+
+    >>> DataSpec(target="y", features=("a", "b")).features
+    ('a', 'b')
+    """
+
+    target: str
+    features: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    row_id: str | None = None
+    weight: str | None = None
+    missing: str = "impute_mean"
+    drop_null_target: bool = False
+    rare_level_fraction: float = 0.001
+    max_levels: int = 100
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.target, str) and bool(self.target),
+                 f"data.target must name the label column, got {self.target!r}")
+        object.__setattr__(self, "features", tuple(self.features))
+        object.__setattr__(self, "categorical", tuple(self.categorical))
+        _require(self.missing in MISSING_POLICIES,
+                 f"data.missing={self.missing!r} is not a policy; use one of {MISSING_POLICIES}")
+        _require(0.0 <= self.rare_level_fraction < 1.0,
+                 f"data.rare_level_fraction={self.rare_level_fraction!r} must be in [0, 1)")
+        _require(self.max_levels >= 1, f"data.max_levels={self.max_levels!r} must be at least 1")
+        for name in ("row_id", "weight"):
+            value = getattr(self, name)
+            _require(value != self.target,
+                     f"data.{name}={value!r} is also the target; name a different column")
+        _require(self.target not in self.features,
+                 f"data.features includes the target {self.target!r}; remove it from features")
+
+
+@dataclass(frozen=True)
+class CoresetParams:
+    """How the coreset tree is built.
+
+    Parameters
+    ----------
+    size : target number of rows of the root coreset (level 0).
+    family : ``logistic`` (square-root leverage importance with class floors) or ``uniform``
+        (the baseline: every row equally likely, no class stratification).
+    seed : base seed; every random choice is a hash of (seed, level, row id).
+    fanin : children per tree node.
+    levels : number of merge levels below the root; 0 chooses it from the row count so the
+        leaf level holds about ``leaf_fraction`` of the rows at most.
+    uniform_floor : alpha in q_i = (1 - alpha) s_i / S + alpha w_i / W.
+    min_per_class : every class in every node keeps in expectation at least this many rows
+        (all of them when it has fewer), and always at least one.
+    leaf_fraction : upper bound on the leaf level's expected share of the rows when
+        ``levels`` is chosen automatically.
+    max_driver_rows : guard on rows collected to the driver by ``get_coreset``.
+
+    >>> CoresetParams(size=1000, fanin=4).size
+    1000
+    """
+
+    size: int = 2000
+    family: str = "logistic"
+    seed: int = 0
+    fanin: int = 16
+    levels: int = 0
+    uniform_floor: float = 0.1
+    min_per_class: int = 10
+    leaf_fraction: float = 0.5
+    max_driver_rows: int = 2_000_000
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.size, int) and self.size >= 1,
+                 f"coreset.size={self.size!r} must be a positive integer number of rows")
+        _require(self.family in FAMILIES,
+                 f"coreset.family={self.family!r} is unknown; use one of {FAMILIES}")
+        _require(isinstance(self.seed, int) and 0 <= self.seed < 2**63,
+                 f"coreset.seed={self.seed!r} must be an integer in [0, 2**63)")
+        _require(isinstance(self.fanin, int) and self.fanin >= 2,
+                 f"coreset.fanin={self.fanin!r} must be an integer of at least 2")
+        _require(isinstance(self.levels, int) and 0 <= self.levels <= 8,
+                 f"coreset.levels={self.levels!r} must be 0 (automatic) to 8")
+        _require(0.0 < self.uniform_floor <= 1.0,
+                 f"coreset.uniform_floor={self.uniform_floor!r} must be in (0, 1]; 0.1 to 0.5 is usual")
+        _require(isinstance(self.min_per_class, int) and self.min_per_class >= 1,
+                 f"coreset.min_per_class={self.min_per_class!r} must be a positive integer")
+        _require(0.0 < self.leaf_fraction <= 1.0,
+                 f"coreset.leaf_fraction={self.leaf_fraction!r} must be in (0, 1]")
+        _require(self.max_driver_rows >= 1,
+                 f"coreset.max_driver_rows={self.max_driver_rows!r} must be positive")
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """Where Spark runs and how it finds Delta Lake.
+
+    Parameters
+    ----------
+    master : ``local[*]`` by default; any Spark master URL. Ignored when a session is active.
+    app_name : the Spark application name.
+    delta : ``maven`` (jars resolved by ``make jars`` into a folder, passed as ``spark.jars``),
+        ``ivy`` (``spark.jars.packages``, resolved by Spark at start), or ``builtin`` (the
+        platform has Delta already, as Databricks does: configure nothing).
+    jars_dir : folder of the Maven-resolved jars; default ``$CORESET_SPARK_JARS_DIR`` or ``.jars``.
+    conf : extra Spark settings.
+
+    >>> SparkSettings(delta="builtin").master
+    'local[*]'
+    """
+
+    master: str = "local[*]"
+    app_name: str = "coreset_spark"
+    delta: str = "maven"
+    jars_dir: str | None = None
+    conf: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require(self.delta in ("maven", "ivy", "builtin"),
+                 f"spark.delta={self.delta!r} is unknown; use maven, ivy or builtin")
+        object.__setattr__(self, "conf", {str(k): str(v) for k, v in dict(self.conf).items()})
+
+
+def from_mapping(cls: Any, values: Mapping[str, Any] | None, section: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, naming unknown keys.
+
+    >>> from_mapping(CoresetParams, {"size": 10}, "coreset").size
+    10
+    """
+    values = dict(values or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in section {section!r}; known keys: {sorted(known)}")
+    for key, value in list(values.items()):
+        if isinstance(value, list):
+            values[key] = tuple(value)
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"section {section!r}: {exc}") from exc
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML configuration file into a dict (an empty file is an empty dict)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"configuration file {str(path)!r} does not exist; pass --config with a file from conf/")
+    with path.open() as handle:
+        data = yaml.safe_load(handle) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration file {str(path)!r} must hold a mapping at the top level")
+    return data

@@ -1,0 +1,118 @@
+"""Classification metrics from additive partial sums: pure NumPy, mergeable across Spark tasks.
+
+Each task turns its rows into a :class:`MetricSums` (sums of weights, log loss, correct
+predictions, a confusion matrix and per-class score histograms); sums merge by addition; the
+driver turns the total into accuracy, log loss and ROC AUC. ROC AUC comes from histograms of
+logit(p) in 4,000 bins on [-20, 20] (ties within a bin count one half), which matches the exact
+AUC to about 1e-4 on the datasets here.
+
+>>> import numpy as np
+>>> p = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+>>> s = MetricSums.of(p, np.array([0, 1, 1]), np.ones(3))
+>>> round(s.report()["accuracy"], 4)
+0.6667
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BINS = 4000
+LOGIT_RANGE = 20.0
+EPS = 1e-15
+
+
+def _bins(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, EPS, 1 - EPS)
+    logit = np.log(p) - np.log1p(-p)
+    scaled = (logit + LOGIT_RANGE) / (2 * LOGIT_RANGE) * BINS
+    return np.clip(scaled.astype(np.int64), 0, BINS - 1)
+
+
+@dataclass
+class MetricSums:
+    """Additive sufficient statistics of a classifier's predictions."""
+
+    weight: float
+    log_loss: float
+    correct: float
+    unseen_class: float
+    confusion: np.ndarray  # (k, k) weighted counts, rows = true class, columns = predicted
+    positive: np.ndarray  # (k, BINS) weight of rows of class c by bin of p_c
+    negative: np.ndarray  # (k, BINS) weight of rows not of class c by bin of p_c
+
+    @staticmethod
+    def zeros(k: int) -> "MetricSums":
+        """Empty sums for k classes."""
+        return MetricSums(0.0, 0.0, 0.0, 0.0, np.zeros((k, k)), np.zeros((k, BINS)), np.zeros((k, BINS)))
+
+    @staticmethod
+    def of(proba: np.ndarray, y: np.ndarray, weight: np.ndarray) -> "MetricSums":
+        """Sums for predicted probabilities ``proba`` (n, k), class indices ``y`` (-1: unseen class)."""
+        n, k = proba.shape
+        sums = MetricSums.zeros(k)
+        if n == 0:
+            return sums
+        w = np.asarray(weight, dtype=np.float64)
+        y = np.asarray(y, dtype=np.int64)
+        seen = y >= 0
+        pred = np.argmax(proba, axis=1)
+        p_true = np.where(seen, proba[np.arange(n), np.where(seen, y, 0)], 0.0)
+        sums.weight = float(w.sum())
+        sums.log_loss = float(-(w * np.log(np.clip(p_true, EPS, 1.0))).sum())
+        sums.correct = float(w[seen & (pred == y)].sum())
+        sums.unseen_class = float(w[~seen].sum())
+        np.add.at(sums.confusion, (y[seen], pred[seen]), w[seen])
+        for c in range(k):
+            b = _bins(proba[:, c])
+            is_c = y == c
+            sums.positive[c] += np.bincount(b[is_c], weights=w[is_c], minlength=BINS)
+            sums.negative[c] += np.bincount(b[~is_c], weights=w[~is_c], minlength=BINS)
+        return sums
+
+    def __add__(self, other: "MetricSums") -> "MetricSums":
+        return MetricSums(self.weight + other.weight, self.log_loss + other.log_loss, self.correct + other.correct,
+                          self.unseen_class + other.unseen_class, self.confusion + other.confusion,
+                          self.positive + other.positive, self.negative + other.negative)
+
+    def to_vector(self) -> np.ndarray:
+        """Flatten (to ship from a task as one array)."""
+        head = np.array([self.weight, self.log_loss, self.correct, self.unseen_class])
+        return np.concatenate([head, self.confusion.ravel(), self.positive.ravel(), self.negative.ravel()])
+
+    @staticmethod
+    def from_vector(v: np.ndarray, k: int) -> "MetricSums":
+        """Inverse of :meth:`to_vector`."""
+        v = np.asarray(v, dtype=np.float64)
+        a, b = 4 + k * k, 4 + k * k + k * BINS
+        return MetricSums(float(v[0]), float(v[1]), float(v[2]), float(v[3]), v[4:a].reshape(k, k),
+                          v[a:b].reshape(k, BINS), v[b:].reshape(k, BINS))
+
+    def auc(self, c: int) -> float:
+        """ROC AUC of class c against the rest (NaN when c or the rest is absent)."""
+        pos, neg = self.positive[c], self.negative[c]
+        if pos.sum() <= 0 or neg.sum() <= 0:
+            return float("nan")
+        neg_below = np.cumsum(neg) - neg
+        return float((pos * (neg_below + 0.5 * neg)).sum() / (pos.sum() * neg.sum()))
+
+    def report(self) -> dict[str, float]:
+        """Accuracy, mean log loss, ROC AUC (binary: of class 1; multiclass: macro one-vs-rest)."""
+        k = self.confusion.shape[0]
+        if k == 2:
+            auc = self.auc(1)
+        else:
+            values = [self.auc(c) for c in range(k)]
+            values = [v for v in values if not np.isnan(v)]
+            auc = float(np.mean(values)) if values else float("nan")
+        total = self.weight if self.weight > 0 else float("nan")
+        recall = np.diag(self.confusion) / np.maximum(self.confusion.sum(axis=1), 1e-300)
+        present = self.confusion.sum(axis=1) > 0
+        return {
+            "rows": self.weight, "accuracy": self.correct / total, "log_loss": self.log_loss / total,
+            "log_loss_sum": self.log_loss, "roc_auc": auc,
+            "balanced_accuracy": float(recall[present].mean()) if present.any() else float("nan"),
+            "unseen_class_rows": self.unseen_class,
+        }

@@ -1,0 +1,189 @@
+"""Build a coreset tree in Spark with DataFrame operations only (no RDD API).
+
+Passes over the input:
+
+1. statistics (:func:`coreset_spark.spark.frame.compute_stats`): counts, classes, means, scales, levels;
+2. the Gram matrix of the encoded rows (logistic family), one d x d partial per partition;
+3. per (leaf, class) totals: weight, importance, the row kept for sure;
+4. ``mapInArrow`` samples every partition batch by batch into leaves; ``groupBy(node)
+   .applyInArrow`` calibrates each leaf and then merges ``fanin`` children per node, level by
+   level, up to the root.
+
+Every choice is a function of the row, the seed and global totals, so the result does not depend
+on the partitioning or on which task attempt ran.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from coreset_spark.config import CoresetParams, DataSpec
+from coreset_spark.encoding import Encoder
+from coreset_spark.spark.frame import Prepared, compute_stats, prepare
+from coreset_spark.tree import (
+    CORESET_DDL,
+    CORESET_SCHEMA,
+    TOTALS_DDL,
+    TOTALS_SCHEMA,
+    Sampler,
+    TreePlan,
+    calibrate_leaf,
+    gram_of_batches,
+    leaf_totals,
+    reduce_node,
+    sample_leaf_batch,
+    totals_of_batch,
+)
+
+Progress = Callable[[str], None]
+
+
+class Stages:
+    """Times named stages and reports them as they finish."""
+
+    def __init__(self, progress: Progress | None = None) -> None:
+        self.seconds: dict[str, float] = {}
+        self.progress = progress or (lambda message: None)
+
+    def run(self, name: str, work: Callable[[], Any]) -> Any:
+        """Run ``work`` as stage ``name``."""
+        self.progress(f"[coreset] {name} ...")
+        start = time.perf_counter()
+        result = work()
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+        self.progress(f"[coreset] {name} done in {self.seconds[name]:.1f} s")
+        return result
+
+
+def _gram(frame: DataFrame, encoder: Encoder) -> np.ndarray:
+    d = encoder.width + 1
+
+    def partial(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        first = next(batches, None)
+        if first is None:  # empty partition: nothing to add
+            return
+        total = gram_of_batches(_chain(first, batches), encoder)
+        yield pa.RecordBatch.from_arrays([pa.array([total.reshape(-1)], pa.list_(pa.float64()))], ["gram"])
+
+    parts = frame.mapInArrow(partial, "gram array<double>").toArrow()
+    total = np.zeros((d, d))
+    for values in parts.column("gram").to_pylist():
+        total += np.asarray(values, dtype=np.float64).reshape(d, d)
+    return total
+
+
+def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    yield first
+    yield from rest
+
+
+def _totals(frame: DataFrame, sampler: Sampler) -> pa.Table:
+    def per_batch(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows:
+                yield from totals_of_batch(batch, sampler).to_batches()
+
+    first = F.min(F.struct("first_u", "first_key"))
+    grouped = (frame.mapInArrow(per_batch, TOTALS_DDL).groupBy("node", "stratum")
+               .agg(F.sum("rows").alias("rows"), F.sum("weight").alias("weight"),
+                    F.sum("weighted_importance").alias("weighted_importance"), first.alias("first")))
+    rows = grouped.select("node", "stratum", "rows", "weight", "weighted_importance",
+                          F.col("first.first_u").alias("first_u"), F.col("first.first_key").alias("first_key"))
+    table = rows.toArrow()
+    return table.cast(TOTALS_SCHEMA) if table.num_rows else TOTALS_SCHEMA.empty_table()
+
+
+def _leaf_level(frame: DataFrame, sampler: Sampler, leaf_weight: np.ndarray, keep: np.ndarray) -> DataFrame:
+    def sample(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows:
+                out = sample_leaf_batch(batch, sampler, leaf_weight, keep)
+                if out.num_rows:
+                    yield from out.to_batches()
+
+    def calibrate(table: pa.Table) -> pa.Table:
+        return calibrate_leaf(table, sampler, leaf_weight)
+
+    return frame.mapInArrow(sample, CORESET_DDL).groupBy("node").applyInArrow(calibrate, CORESET_DDL)
+
+
+def _merge_level(child: DataFrame, sampler: Sampler, level: int) -> DataFrame:
+    def merge(table: pa.Table) -> pa.Table:
+        return reduce_node(table, sampler, level)
+
+    parent = (F.col("node") / F.lit(sampler.plan.fanin)).cast("long")
+    return child.groupBy(parent.alias("parent")).applyInArrow(merge, CORESET_DDL)
+
+
+def build_tree(df: DataFrame, spec: DataSpec, params: CoresetParams, progress: Progress | None = None,
+               source: dict[str, Any] | None = None) -> "CoresetTree":
+    """Build the coreset tree of ``df`` and keep every level (persisted in Spark).
+
+    >>> # tree = build_tree(df, DataSpec(target="is_attack"), CoresetParams(size=2000, seed=1))
+    >>> # tree.level_sizes()          -> {0: 1987, 1: 15840, 2: 127512}
+    >>> # coreset = tree.get_coreset(0)
+    """
+    from coreset_spark.coreset import CoresetTree
+
+    stages = Stages(progress)
+    prepared: Prepared = prepare(df, spec)
+    stats, classes, prepared = stages.run("statistics pass", lambda: compute_stats(prepared, spec))
+    encoder = Encoder.fit(stats, prepared.columns.numeric, prepared.columns.categorical,
+                          spec.rare_level_fraction, spec.max_levels)
+    frame = prepared.frame.select("_row_id", "_class", "_weight", *encoder.input_columns)
+    plan = TreePlan.choose(stats.n_rows, params.size, params.fanin, params.leaf_fraction, params.levels)
+    sampler = Sampler.create(params.family, encoder, plan, len(classes), params.seed,
+                             params.uniform_floor, params.min_per_class)
+    if sampler.needs_gram:
+        sampler = sampler.with_gram(stages.run("Gram pass", lambda: _gram(frame, encoder)))
+    totals = stages.run("importance totals pass", lambda: _totals(frame, sampler))
+    leaf_weight, keep, s_total, w_total = leaf_totals(totals, sampler)
+    sampler = sampler.with_totals(s_total, w_total)
+    levels: dict[int, DataFrame] = {}
+
+    def materialise(level_frame: DataFrame) -> DataFrame:
+        level_frame = level_frame.persist(StorageLevel.MEMORY_AND_DISK)
+        level_frame.count()
+        return level_frame
+
+    levels[plan.levels] = stages.run(f"sample leaves (level {plan.levels}, {plan.n_leaves} nodes)",
+                                     lambda: materialise(_leaf_level(frame, sampler, leaf_weight, keep)))
+    for level in range(plan.levels - 1, -1, -1):
+        # Normalise by the child level's own totals (sum w s, sum w), so each level's size is on target.
+        level_sampler = sampler.with_totals(*_level_totals(levels[level + 1]))
+        levels[level] = stages.run(
+            f"merge level {level} (fan-in {plan.fanin})",
+            lambda level=level, s=level_sampler: materialise(_merge_level(levels[level + 1], s, level)))
+    nodes = stages.run("node table", lambda: _node_table(levels, plan))
+    return CoresetTree(levels=levels, nodes=nodes, encoder=encoder, classes=list(classes), spec=spec,
+                       params=params, plan=plan, stats=stats, notes=prepared.notes, timings=stages.seconds,
+                       source=dict(source or {}), sampler=sampler)
+
+
+def _level_totals(frame: DataFrame) -> tuple[float, float]:
+    row = frame.agg(F.sum(F.col("weight") * F.col("importance")).alias("s"), F.sum("weight").alias("w")).collect()[0]
+    return float(row["s"] or 0.0), float(row["w"] or 0.0)
+
+
+def _node_table(levels: dict[int, DataFrame], plan: TreePlan) -> pa.Table:
+    parts = []
+    for level, frame in levels.items():
+        parts.append(frame.groupBy("level", "node").agg(F.count(F.lit(1)).alias("rows"),
+                                                        F.sum("weight").alias("represents")).toArrow())
+    table = pa.concat_tables([p.cast(parts[0].schema) for p in parts]) if parts else pa.table({})
+    return table.sort_by([("level", "ascending"), ("node", "ascending")])
+
+
+def empty_coreset_frame(spark: Any) -> DataFrame:
+    """An empty frame with the coreset schema (the identity of merge)."""
+    return spark.createDataFrame([], CORESET_DDL)
+
+
+__all__ = ["build_tree", "empty_coreset_frame", "CORESET_SCHEMA", "Stages"]

@@ -1,0 +1,233 @@
+"""Validate a DataFrame against a data specification, and the one global statistics pass.
+
+The prepared frame has the bookkeeping columns ``_row_id`` (int64), ``_weight`` (double),
+``_class`` (int64 class index, added once the classes are known) and the feature columns
+(numerics as double with NaN turned into null, categoricals as strings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from coreset_spark.config import DataError, DataSpec
+from coreset_spark.encoding import MISSING, NumericStats, TableStats
+from coreset_spark.sampling import stable_round, stable_round_on
+
+NUMERIC_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType)
+CATEGORICAL_TYPES = (T.StringType, T.BooleanType)
+MAX_CLASSES = 1000
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The resolved roles of the columns."""
+
+    target: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    auto_categorical: tuple[str, ...] = ()
+
+
+@dataclass
+class Prepared:
+    """A validated frame, its column roles and what was excluded."""
+
+    frame: DataFrame
+    columns: Columns
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_columns(df: DataFrame, spec: DataSpec) -> Columns:
+    """Check the named columns exist and have usable types; pick default features."""
+    available = df.columns
+    named = [("target", spec.target)] + [("row_id", spec.row_id), ("weight", spec.weight)]
+    named += [("features", c) for c in spec.features] + [("categorical", c) for c in spec.categorical]
+    for role, column in named:
+        if column is not None and column not in available:
+            raise DataError(f"data.{role} names column {column!r}, which the table does not have; "
+                            f"available columns: {available}")
+    reserved = {spec.target, spec.row_id, spec.weight}
+    features = list(spec.features) or [c for c in available if c not in reserved]
+    for column in spec.categorical:
+        if column not in features:
+            raise DataError(f"data.categorical names {column!r}, which is not a feature; add it to data.features")
+    if not features:
+        raise DataError("the table has no feature columns besides the target, row id and weight; "
+                        "add feature columns or list them in data.features")
+    types = dict(df.dtypes)
+    fields = {f.name: f.dataType for f in df.schema.fields}
+    numeric, categorical, auto = [], [], []
+    for column in features:
+        dtype = fields[column]
+        if column in spec.categorical:
+            if not isinstance(dtype, CATEGORICAL_TYPES + NUMERIC_TYPES):
+                raise DataError(f"categorical column {column!r} has type {types[column]}; "
+                                "cast it to string or integer first")
+            categorical.append(column)
+        elif isinstance(dtype, NUMERIC_TYPES):
+            numeric.append(column)
+        elif isinstance(dtype, CATEGORICAL_TYPES):
+            categorical.append(column)
+            auto.append(column)
+        else:
+            raise DataError(f"feature column {column!r} has type {types[column]}, which is neither numeric nor "
+                            "categorical; convert it (e.g. a timestamp to hour/day numbers) or leave it out of "
+                            "data.features")
+    if spec.weight is not None and not isinstance(fields[spec.weight], NUMERIC_TYPES):
+        raise DataError(f"data.weight column {spec.weight!r} has type {types[spec.weight]}; it must be numeric")
+    if isinstance(fields[spec.target], (T.ArrayType, T.MapType, T.StructType, T.BinaryType)):
+        raise DataError(f"target column {spec.target!r} has type {types[spec.target]}; "
+                        "it must hold class labels (string, integer, boolean)")
+    return Columns(spec.target, tuple(numeric), tuple(categorical), tuple(auto))
+
+
+def with_row_ids(df: DataFrame, column: str = "row_id") -> DataFrame:
+    """Add a unique int64 row id computed from the data (never from partition ids).
+
+    The id is a hash of the row's values and of its rank among identical rows, so duplicates get
+    different ids and the same table gives the same ids however it is partitioned. Costs a shuffle.
+    """
+    from pyspark.sql import Window
+
+    if column in df.columns:
+        raise DataError(f"column {column!r} already exists; pass another name for the row id column")
+    content = F.xxhash64(*[F.col(c) for c in df.columns])
+    rank = F.row_number().over(Window.partitionBy(content).orderBy(*[F.col(c).asc_nulls_first() for c in df.columns]))
+    return df.withColumn(column, F.xxhash64(content, rank))
+
+
+def row_id_column(df: DataFrame, spec: DataSpec) -> Column:
+    """An int64 row id: an integer id column as is, any other id hashed, else a hash of the row."""
+    if spec.row_id is None:
+        return F.xxhash64(*[F.col(c) for c in df.columns])
+    dtype = dict((f.name, f.dataType) for f in df.schema.fields)[spec.row_id]
+    if isinstance(dtype, (T.ByteType, T.ShortType, T.IntegerType, T.LongType)):
+        return F.col(spec.row_id).cast("long")
+    return F.xxhash64(F.col(spec.row_id))
+
+
+def prepare(df: DataFrame, spec: DataSpec) -> Prepared:
+    """Validate and select: bookkeeping columns plus typed feature columns (no Spark job runs)."""
+    columns = resolve_columns(df, spec)
+    notes = []
+    if columns.auto_categorical:
+        notes.append(f"string/boolean feature columns treated as categorical: {list(columns.auto_categorical)}")
+    weight = F.col(spec.weight).cast("double") if spec.weight else F.lit(1.0)
+    selected = [row_id_column(df, spec).alias("_row_id"), weight.alias("_weight"), F.col(spec.target)]
+    for c in columns.numeric:
+        value = F.col(c).cast("double")
+        selected.append(F.when(F.isnan(value), F.lit(None)).otherwise(value).alias(c))
+    selected += [F.col(c).cast("string").alias(c) for c in columns.categorical]
+    frame = df.select(*selected)
+    return Prepared(frame, columns, notes)
+
+
+def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[Any], Prepared]:
+    """One aggregation pass over the table, plus small group-bys for target and categorical levels.
+
+    Returns the statistics, the sorted class labels, and the prepared frame with ``_class`` added
+    (rows with a null target removed when ``drop_null_target`` is set).
+    """
+    frame, columns = prepared.frame, prepared.columns
+    target = F.col(columns.target)
+    w = F.col("_weight")
+    exprs = [F.count(F.lit(1)).alias("rows"), F.sum(w).alias("weight"),
+             F.sum(F.when(target.isNull(), 1).otherwise(0)).alias("null_target"),
+             F.sum(F.when(F.col("_row_id").isNull(), 1).otherwise(0)).alias("null_id"),
+             F.sum(F.when(w.isNull() | (w < 0) | F.isnan(w), 1).otherwise(0)).alias("bad_weight")]
+    weighted = spec.weight is not None
+    for i, c in enumerate(columns.numeric):
+        x = F.col(c)
+        exprs += [F.count(x).alias(f"n{i}"), F.min(x).alias(f"lo{i}"), F.max(x).alias(f"hi{i}")]
+        if weighted:
+            wx = F.when(x.isNotNull(), w)
+            exprs += [F.sum(wx).alias(f"w{i}"), F.sum(wx * x).alias(f"s{i}"), F.sum(wx * x * x).alias(f"q{i}")]
+        else:
+            exprs += [F.avg(x).alias(f"m{i}"), F.stddev_pop(x).alias(f"sd{i}")]
+    for i, c in enumerate(columns.categorical):
+        exprs.append(F.count(F.col(c)).alias(f"c{i}"))
+    row = frame.agg(*exprs).collect()[0].asDict()
+    n_rows = int(row["rows"])
+    if n_rows == 0:
+        raise DataError("the input table is empty (0 rows); check the path, the filter or the Delta version")
+    if row["null_id"]:
+        raise DataError(f"row id column {spec.row_id!r} has {row['null_id']} null values; fill them or drop data.row_id")
+    if row["bad_weight"]:
+        raise DataError(f"weight column {spec.weight!r} has {row['bad_weight']} null, NaN or negative values; "
+                        "weights must be non-negative numbers")
+    notes = list(prepared.notes)
+    null_target = int(row["null_target"])
+    excluded = 0
+    if null_target:
+        if not spec.drop_null_target:
+            raise DataError(f"target column {columns.target!r} has {null_target} null values out of {n_rows} rows; "
+                            "fix them, or set data.drop_null_target: true to exclude those rows (they are counted)")
+        frame = frame.where(target.isNotNull())
+        excluded = null_target
+        notes.append(f"excluded {excluded} rows with a null target {columns.target!r}")
+    numeric, null_features = {}, {}
+    for i, c in enumerate(columns.numeric):
+        count = int(row[f"n{i}"])
+        if count == 0:
+            raise DataError(f"feature column {c!r} is null (or NaN) in every row; drop it from data.features")
+        if count < n_rows:
+            null_features[c] = n_rows - count
+            if spec.missing == "error":
+                raise DataError(f"feature column {c!r} has {n_rows - count} null/NaN values; fill them or set "
+                                "data.missing: impute_mean")
+        if weighted:
+            total = float(row[f"w{i}"] or 0.0)
+            mean = float(row[f"s{i}"]) / total if total > 0 else 0.0
+            var = max(float(row[f"q{i}"]) / total - mean * mean, 0.0) if total > 0 else 0.0
+            std = var ** 0.5
+        else:
+            total, mean, std = float(count), float(row[f"m{i}"]), float(row[f"sd{i}"] or 0.0)
+        std = float(stable_round(std))
+        mean = float(stable_round_on(mean, std if std > 0 else abs(mean)))
+        numeric[c] = NumericStats(count, total, mean, std,
+                                  float(row[f"lo{i}"]), float(row[f"hi{i}"]))
+    for i, c in enumerate(columns.categorical):
+        if int(row[f"c{i}"]) == 0:
+            raise DataError(f"feature column {c!r} is null in every row; drop it from data.features")
+        if int(row[f"c{i}"]) < n_rows:
+            null_features[c] = n_rows - int(row[f"c{i}"])
+            if spec.missing == "error":
+                raise DataError(f"categorical column {c!r} has {n_rows - int(row[f'c{i}'])} null values; fill "
+                                "them or set data.missing: impute_mean (nulls become the level __missing__)")
+    categorical = {}
+    for c in columns.categorical:
+        level = F.coalesce(F.col(c), F.lit(MISSING)).alias("level")
+        counts = (frame.groupBy(level).count().orderBy(F.desc("count"), F.asc("level"))
+                  .limit(spec.max_levels + 1).collect())
+        categorical[c] = {r["level"]: int(r["count"]) for r in counts}
+    classes_rows = frame.groupBy(target.alias("t")).agg(F.count(F.lit(1)).alias("n"), F.sum(w).alias("w")).collect()
+    classes_rows = [r for r in classes_rows if r["t"] is not None]
+    if len(classes_rows) < 2:
+        only = classes_rows[0]["t"] if classes_rows else None
+        raise DataError(f"target column {columns.target!r} has a single class ({only!r}); a classifier needs at "
+                        "least two: check the filter or the target column")
+    if len(classes_rows) > MAX_CLASSES:
+        raise DataError(f"target column {columns.target!r} has {len(classes_rows)} distinct values (more than "
+                        f"{MAX_CLASSES}); it looks continuous: use a regression family or bin the target")
+    classes = sorted((r["t"] for r in classes_rows), key=lambda v: (str(type(v)), v))
+    target_counts = {r["t"]: float(r["w"]) for r in classes_rows}
+    mapping = F.create_map(*[item for i, v in enumerate(classes) for item in (F.lit(v), F.lit(i))])
+    frame = frame.withColumn("_class", mapping[target].cast("long")).drop(columns.target)
+    stats = TableStats(n_rows=n_rows - excluded, weight_total=float(sum(target_counts.values())),
+                       target_counts=target_counts, numeric=numeric, categorical=categorical,
+                       null_target=null_target, excluded_rows=excluded, null_features=null_features)
+    if null_features:
+        notes.append(f"null feature values imputed ({spec.missing}): {null_features}")
+    return stats, classes, Prepared(frame, columns, notes)
+
+
+def with_classes(prepared: Prepared, classes: list[Any]) -> DataFrame:
+    """Map the target of a prepared frame (e.g. test data) to class indices; unseen classes become -1."""
+    target = F.col(prepared.columns.target)
+    mapping = F.create_map(*[item for i, v in enumerate(classes) for item in (F.lit(v), F.lit(i))])
+    return prepared.frame.withColumn("_class", F.coalesce(mapping[target].cast("long"), F.lit(-1).cast("long")))

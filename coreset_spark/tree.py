@@ -1,0 +1,340 @@
+"""The coreset tree: leaves sampled from the data, nodes merged and reduced up to the root.
+
+Pure Arrow/NumPy functions; :mod:`coreset_spark.spark.build` wires them into Spark, and
+:func:`build_in_memory` runs the very same functions on one Arrow table (tests compare the two).
+
+Levels are numbered from the root: level 0 is the root (about ``size`` rows), level ``k`` has
+``fanin**k`` nodes and about ``size * fanin**k`` rows, the leaves are level ``plan.levels``. A row's
+leaf is a hash of its row id, node ``j`` at level ``k`` has parent ``j // fanin`` at level ``k - 1``.
+
+Input batches carry the columns ``_row_id`` (int64), ``_class`` (int64 class index), ``_weight``
+(float64) and the encoder's raw input columns.
+
+>>> import numpy as np, pyarrow as pa
+>>> from coreset_spark.encoding import Encoder
+>>> enc = Encoder(("x",), (0.0,), (1.0,), (), ())
+>>> n = 2000
+>>> table = pa.table({"_row_id": np.arange(n), "_class": np.arange(n) % 2,
+...                   "_weight": np.ones(n), "x": np.linspace(-1, 1, n)})
+>>> sampler = Sampler.create("uniform", enc, TreePlan(size=50, fanin=4, levels=2), n_strata=2, seed=0)
+>>> levels = build_in_memory(table, sampler)
+>>> [round(float(levels[k].column("weight").to_numpy().sum())) for k in (0, 1, 2)]
+[2000, 2000, 2000]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from coreset_spark import logistic, uniform
+from coreset_spark.encoding import Encoder, with_intercept
+from coreset_spark.sampling import (
+    calibrate_weights,
+    first_keys,
+    inclusion_probabilities,
+    leaf_of,
+    row_uniforms,
+    stable_gram,
+    stable_round,
+)
+
+COLUMNS = ("level", "node", "row_id", "target", "stratum", "weight", "probability", "importance", "features")
+CORESET_SCHEMA = pa.schema([
+    ("level", pa.int64()), ("node", pa.int64()), ("row_id", pa.int64()), ("target", pa.float64()),
+    ("stratum", pa.int64()), ("weight", pa.float64()), ("probability", pa.float64()),
+    ("importance", pa.float64()), ("features", pa.list_(pa.float64())),
+])
+CORESET_DDL = ("level long, node long, row_id long, target double, stratum long, weight double, "
+               "probability double, importance double, features array<double>")
+TOTALS_SCHEMA = pa.schema([
+    ("node", pa.int64()), ("stratum", pa.int64()), ("rows", pa.int64()), ("weight", pa.float64()),
+    ("weighted_importance", pa.float64()), ("first_u", pa.float64()), ("first_key", pa.int64()),
+])
+TOTALS_DDL = ("node long, stratum long, rows long, weight double, weighted_importance double, "
+              "first_u double, first_key long")
+
+
+@dataclass(frozen=True)
+class TreePlan:
+    """Shape of the tree: root size, fan-in and the number of levels below the root.
+
+    >>> TreePlan.choose(n_rows=345_000, size=2000, fanin=8, leaf_fraction=0.5).levels
+    2
+    """
+
+    size: int
+    fanin: int
+    levels: int
+
+    @staticmethod
+    def choose(n_rows: int, size: int, fanin: int, leaf_fraction: float, levels: int = 0) -> "TreePlan":
+        """Pick the number of levels so the leaf level holds at most ``leaf_fraction`` of the rows."""
+        if levels <= 0:
+            ratio = leaf_fraction * n_rows / max(size, 1)
+            levels = max(1, int(math.floor(math.log(ratio) / math.log(fanin) + 1e-9))) if ratio > fanin else 1
+        return TreePlan(size=size, fanin=fanin, levels=levels)
+
+    @property
+    def n_leaves(self) -> int:
+        """Number of leaf nodes."""
+        return int(self.fanin ** self.levels)
+
+    def level_size(self, level: int) -> float:
+        """Expected total rows of a level (before floors)."""
+        return float(self.size * self.fanin ** level)
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """Everything a task needs to score and sample rows; plain, picklable data."""
+
+    family: str
+    encoder: Encoder
+    plan: TreePlan
+    n_strata: int
+    seed: int
+    alpha: float = 0.2
+    min_per_class: int = 10
+    basis: logistic.LeverageBasis | None = None
+    total_importance: float = 0.0
+    total_weight: float = 0.0
+
+    @staticmethod
+    def create(family: str, encoder: Encoder, plan: TreePlan, n_strata: int, seed: int,
+               alpha: float = 0.2, min_per_class: int = 10) -> "Sampler":
+        """A sampler before the global statistics are known."""
+        strata = n_strata if family_module(family).STRATIFIED else 1
+        return Sampler(family, encoder, plan, strata, seed, alpha, min_per_class)
+
+    @property
+    def needs_gram(self) -> bool:
+        """Whether importance needs the global Gram matrix."""
+        return self.family == "logistic"
+
+    def with_gram(self, g: np.ndarray) -> "Sampler":
+        """Attach the global Gram (rounded so any partitioning gives the same result)."""
+        return replace(self, basis=logistic.LeverageBasis.from_gram(stable_gram(g)))
+
+    def with_totals(self, total_importance: float, total_weight: float) -> "Sampler":
+        """Attach the global totals S = sum w s and W = sum w."""
+        return replace(self, total_importance=float(stable_round(total_importance)),
+                       total_weight=float(stable_round(total_weight)))
+
+    def importance(self, x: np.ndarray) -> np.ndarray:
+        """Per-row importance s_i of encoded rows."""
+        if self.family == "logistic":
+            if self.basis is None:
+                raise RuntimeError("the logistic sampler needs the global Gram: call with_gram first")
+            return logistic.importance(with_intercept(x), self.basis)
+        return uniform.importance(x)
+
+    def strata(self, classes: np.ndarray) -> np.ndarray:
+        """Stratum of each row: its class when the family is stratified, else 0."""
+        return np.asarray(classes, dtype=np.int64) if self.n_strata > 1 else np.zeros(len(classes), np.int64)
+
+    def probabilities(self, weight: np.ndarray, importance: np.ndarray, strata: np.ndarray,
+                      stratum_weight: np.ndarray, level: int) -> np.ndarray:
+        """Inclusion probabilities at a level."""
+        return inclusion_probabilities(
+            weight, importance, strata, size=self.plan.level_size(level),
+            total_importance=self.total_importance, total_weight=self.total_weight, alpha=self.alpha,
+            stratum_weight=stratum_weight, min_per_stratum=self.min_per_class,
+        )
+
+
+def family_module(family: str):  # type: ignore[no-untyped-def]
+    """The pure module holding a family's importance function."""
+    return {"logistic": logistic, "uniform": uniform}[family]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """One batch of input rows, encoded."""
+
+    keys: np.ndarray
+    classes: np.ndarray
+    weight: np.ndarray
+    x: np.ndarray
+
+
+def encode_batch(batch: pa.RecordBatch | pa.Table, encoder: Encoder) -> Rows:
+    """Read the bookkeeping columns and encode the features of one batch."""
+    return Rows(
+        keys=np.asarray(batch.column("_row_id").to_numpy(zero_copy_only=False), dtype=np.int64),
+        classes=np.asarray(batch.column("_class").to_numpy(zero_copy_only=False), dtype=np.int64),
+        weight=np.asarray(batch.column("_weight").to_numpy(zero_copy_only=False), dtype=np.float64),
+        x=encoder.transform(batch),
+    )
+
+
+def gram_of_batches(batches: Iterable[pa.RecordBatch], encoder: Encoder) -> np.ndarray:
+    """Sum of the weighted Gram of [x, 1] over batches (bounded memory: d x d)."""
+    d = encoder.width + 1
+    total = np.zeros((d, d))
+    for batch in batches:
+        if batch.num_rows:
+            rows = encode_batch(batch, encoder)
+            total += logistic.gram(with_intercept(rows.x), rows.weight)
+    return total
+
+
+def totals_of_batch(batch: pa.RecordBatch | pa.Table, sampler: Sampler) -> pa.Table:
+    """Per (leaf, stratum): rows, weight, weighted importance and the row with the smallest uniform."""
+    rows = encode_batch(batch, sampler.encoder)
+    s = sampler.importance(rows.x)
+    strata = sampler.strata(rows.classes)
+    leaf = leaf_of(rows.keys, sampler.plan.n_leaves)
+    u = np.where(rows.weight > 0, row_uniforms(rows.keys, sampler.seed, sampler.plan.levels), 2.0)
+    group = leaf * sampler.n_strata + strata
+    order = np.lexsort((rows.keys, u, group))
+    g_sorted = group[order]
+    starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]]) if len(order) else np.empty(0, int)
+    groups = g_sorted[starts]
+    count = np.add.reduceat(np.ones(len(order), np.int64), starts) if len(order) else np.empty(0, np.int64)
+    weight = np.add.reduceat(rows.weight[order], starts) if len(order) else np.empty(0)
+    weighted = np.add.reduceat((rows.weight * s)[order], starts) if len(order) else np.empty(0)
+    return pa.table({
+        "node": groups // sampler.n_strata, "stratum": groups % sampler.n_strata, "rows": count,
+        "weight": weight, "weighted_importance": weighted, "first_u": u[order][starts],
+        "first_key": rows.keys[order][starts],
+    }, schema=TOTALS_SCHEMA)
+
+
+def _features_array(x: np.ndarray) -> pa.ListArray:
+    n, d = x.shape
+    offsets = pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int32) if n else np.zeros(1, np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(np.ascontiguousarray(x).reshape(-1), pa.float64()))
+
+
+def features_matrix(table: pa.Table | pa.RecordBatch, width: int) -> np.ndarray:
+    """The ``features`` list column as a (rows, width) matrix."""
+    column = table.column("features")
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], pa.list_(pa.float64()))
+    flat = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float64)
+    return flat.reshape(-1, width) if width else np.zeros((table.num_rows, 0))
+
+
+def coreset_table(level: int, node: np.ndarray, keys: np.ndarray, classes: np.ndarray, strata: np.ndarray,
+                  weight: np.ndarray, probability: np.ndarray, importance: np.ndarray, x: np.ndarray) -> pa.Table:
+    """Rows of a coreset level in the stored schema."""
+    n = len(keys)
+    return pa.table({
+        "level": np.full(n, level, np.int64), "node": np.asarray(node, np.int64),
+        "row_id": np.asarray(keys, np.int64), "target": np.asarray(classes, np.float64),
+        "stratum": np.asarray(strata, np.int64), "weight": np.asarray(weight, np.float64),
+        "probability": np.asarray(probability, np.float64), "importance": np.asarray(importance, np.float64),
+        "features": _features_array(x),
+    }, schema=CORESET_SCHEMA)
+
+
+def sample_leaf_batch(batch: pa.RecordBatch | pa.Table, sampler: Sampler, leaf_weight: np.ndarray,
+                      keep_keys: np.ndarray) -> pa.Table:
+    """Poisson-sample one input batch into its leaves (weights not yet calibrated).
+
+    ``leaf_weight[leaf, stratum]`` is the input weight of each leaf and stratum; ``keep_keys`` the
+    first row of each (leaf, stratum), always kept.
+    """
+    rows = encode_batch(batch, sampler.encoder)
+    s = sampler.importance(rows.x)
+    strata = sampler.strata(rows.classes)
+    leaf = leaf_of(rows.keys, sampler.plan.n_leaves)
+    level = sampler.plan.levels
+    pi = sampler.probabilities(rows.weight, s, strata, leaf_weight[leaf, strata], level)
+    u = row_uniforms(rows.keys, sampler.seed, level)
+    chosen = (u < pi) | (np.isin(rows.keys, keep_keys) & (rows.weight > 0))
+    i = np.flatnonzero(chosen)
+    return coreset_table(level, leaf[i], rows.keys[i], rows.classes[i], strata[i], rows.weight[i],
+                         pi[i], s[i], rows.x[i])
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    return table.sort_by([("row_id", "ascending")]) if table.num_rows else table
+
+
+def calibrate_leaf(table: pa.Table, sampler: Sampler, leaf_weight: np.ndarray) -> pa.Table:
+    """Turn a leaf's sampled rows into weighted rows summing to the leaf's input weight per stratum."""
+    table = _sorted(table)
+    if not table.num_rows:
+        return table.cast(CORESET_SCHEMA)
+    leaf = int(table.column("node")[0].as_py())
+    strata = table.column("stratum").to_numpy()
+    targets = {c: float(leaf_weight[leaf, c]) for c in range(sampler.n_strata)}
+    new_w = calibrate_weights(table.column("weight").to_numpy(), table.column("probability").to_numpy(),
+                              strata, targets)
+    return table.set_column(COLUMNS.index("weight"), "weight", pa.array(new_w, pa.float64()))
+
+
+def reduce_node(table: pa.Table, sampler: Sampler, level: int) -> pa.Table:
+    """Merge the children of one node (their rows) and re-sample them to the node's size at ``level``."""
+    table = _sorted(table)
+    if not table.num_rows:
+        return table.cast(CORESET_SCHEMA)
+    width = sampler.encoder.width
+    node = int(table.column("node")[0].as_py()) // sampler.plan.fanin
+    keys = table.column("row_id").to_numpy()
+    strata = table.column("stratum").to_numpy()
+    w = table.column("weight").to_numpy()
+    s = table.column("importance").to_numpy()
+    targets = {int(c): float(w[strata == c].sum()) for c in np.unique(strata)}
+    stratum_weight = np.array([targets[int(c)] for c in strata])
+    pi = sampler.probabilities(w, s, strata, stratum_weight, level)
+    chosen = row_uniforms(keys, sampler.seed, level) < pi
+    chosen |= np.isin(keys, first_keys(keys, strata, w, sampler.seed, level))
+    i = np.flatnonzero(chosen)
+    new_w = calibrate_weights(w[i], pi[i], strata[i], targets)
+    return coreset_table(level, np.full(len(i), node), keys[i], table.column("target").to_numpy()[i],
+                         strata[i], new_w, pi[i], s[i], features_matrix(table, width)[i])
+
+
+def leaf_totals(totals: pa.Table, sampler: Sampler) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Aggregate per-batch totals into (leaf_weight[leaf, stratum], keep_keys, S, W)."""
+    shape = (sampler.plan.n_leaves, sampler.n_strata)
+    leaf_weight = np.zeros(shape)
+    node = totals.column("node").to_numpy()
+    stratum = totals.column("stratum").to_numpy()
+    np.add.at(leaf_weight, (node, stratum), totals.column("weight").to_numpy())
+    first_u = np.full(shape, np.inf)
+    first_key = np.zeros(shape, np.int64)
+    for n_, c, u, k in zip(node, stratum, totals.column("first_u").to_numpy(), totals.column("first_key").to_numpy()):
+        if (u, k) < (first_u[n_, c], first_key[n_, c]) or first_u[n_, c] == np.inf:
+            first_u[n_, c], first_key[n_, c] = u, k
+    keep = first_key[first_u <= 1.0]
+    return (stable_round(leaf_weight, 48), np.sort(keep),
+            float(totals.column("weighted_importance").to_numpy().sum()), float(leaf_weight.sum()))
+
+
+def build_in_memory(table: pa.Table, sampler: Sampler) -> dict[int, pa.Table]:
+    """Run the whole tree on one Arrow table without Spark: {level: rows}. For tests and small data."""
+    if sampler.needs_gram:
+        sampler = sampler.with_gram(gram_of_batches(table.to_batches(), sampler.encoder))
+    totals = totals_of_batch(table, sampler)
+    leaf_weight, keep, s_total, w_total = leaf_totals(totals, sampler)
+    sampler = sampler.with_totals(s_total, w_total)
+    sampled = sample_leaf_batch(table, sampler, leaf_weight, keep)
+    levels: dict[int, pa.Table] = {}
+    leaves = [calibrate_leaf(_group(sampled, leaf), sampler, leaf_weight)
+              for leaf in np.unique(sampled.column("node").to_numpy())]
+    levels[sampler.plan.levels] = _concat(leaves)
+    for level in range(sampler.plan.levels - 1, -1, -1):
+        child = levels[level + 1]
+        w = child.column("weight").to_numpy()
+        level_sampler = sampler.with_totals(float((w * child.column("importance").to_numpy()).sum()), float(w.sum()))
+        parents = child.column("node").to_numpy() // sampler.plan.fanin
+        levels[level] = _concat([reduce_node(child.filter(pa.array(parents == p)), level_sampler, level)
+                                 for p in np.unique(parents)])
+    return levels
+
+
+def _group(table: pa.Table, node: int) -> pa.Table:
+    return table.filter(pa.array(table.column("node").to_numpy() == node))
+
+
+def _concat(tables: Iterator[pa.Table] | list[pa.Table]) -> pa.Table:
+    tables = list(tables)
+    return pa.concat_tables(tables) if tables else CORESET_SCHEMA.empty_table()

@@ -1,0 +1,84 @@
+"""Metrics, encoder, configuration and weighted search without Spark."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
+from coreset_spark.cli import main as cli_main
+from coreset_spark.config import ConfigError, CoresetParams, DataSpec, from_mapping
+from coreset_spark.driver import grid_search
+from coreset_spark.encoding import Encoder, NumericStats, TableStats
+from coreset_spark.metrics import MetricSums
+
+
+def test_metric_sums_match_sklearn_and_merge_by_addition() -> None:
+    rng = np.random.default_rng(0)
+    n = 5000
+    y = rng.integers(0, 3, n)
+    logits = rng.normal(size=(n, 3)) + 2.0 * np.eye(3)[y]
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    w = rng.uniform(0.5, 3.0, n)
+    total = MetricSums.of(proba[:2000], y[:2000], w[:2000]) + MetricSums.of(proba[2000:], y[2000:], w[2000:])
+    report = total.report()
+    assert report["accuracy"] == pytest.approx(accuracy_score(y, proba.argmax(1), sample_weight=w))
+    assert report["log_loss"] == pytest.approx(log_loss(y, proba, sample_weight=w))
+    expected_auc = roc_auc_score(y, proba, multi_class="ovr", average="macro")
+    assert report["roc_auc"] == pytest.approx(
+        np.mean([roc_auc_score(y == c, proba[:, c]) for c in range(3)]), abs=2e-3)
+    assert report["roc_auc"] == pytest.approx(expected_auc, abs=2e-3)
+    binary = MetricSums.of(np.column_stack([1 - proba[:, 0], proba[:, 0]]), (y == 0).astype(int), np.ones(n))
+    assert binary.report()["roc_auc"] == pytest.approx(roc_auc_score(y == 0, proba[:, 0]), abs=1e-3)
+    assert MetricSums.from_vector(total.to_vector(), 3).report() == report
+
+
+def test_encoder_unseen_levels_nulls_and_constant_columns() -> None:
+    stats = TableStats(n_rows=100, weight_total=100.0, target_counts={0: 50, 1: 50},
+                       numeric={"x": NumericStats(90, 90.0, 5.0, 2.0, 0.0, 10.0),
+                                "k": NumericStats(100, 100.0, 3.0, 0.0, 3.0, 3.0)},
+                       categorical={"c": {"a": 60, "b": 39, "rare": 1}})
+    enc = Encoder.fit(stats, ["x", "k"], ["c"], rare_level_fraction=0.05, max_levels=10)
+    assert enc.feature_names == ["x", "k", "c=a", "c=b", "c=__other__"]
+    out = enc.transform(pa.table({"x": [7.0, None, float("nan")], "k": [3.0, 3.0, 3.0], "c": ["rare", None, "b"]}))
+    assert out[:, 0].tolist() == [1.0, 0.0, 0.0]  # nulls and NaN imputed to the mean
+    assert out[:, 1].tolist() == [0.0, 0.0, 0.0]  # constant column centred, scale 1
+    assert out[:, 2:].tolist() == [[0, 0, 1], [0, 0, 1], [0, 1, 0]]
+    assert Encoder.from_dict(enc.to_dict()) == enc
+
+
+def test_config_errors_name_the_setting_and_value() -> None:
+    with pytest.raises(ConfigError, match=r"coreset.size=0"):
+        CoresetParams(size=0)
+    with pytest.raises(ConfigError, match=r"coreset.family='forest'.*logistic"):
+        CoresetParams(family="forest")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['sise'\]"):
+        from_mapping(CoresetParams, {"sise": 10}, "coreset")
+    with pytest.raises(ConfigError, match=r"data.missing='drop'"):
+        DataSpec(target="y", missing="drop")
+
+
+def test_cli_exits_2_with_a_message_for_a_bad_config(tmp_path, capsys) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("coreset: {size: -5}\n")
+    assert cli_main(["run", "--config", str(config)]) == 2
+    assert "coreset.size=-5" in capsys.readouterr().err
+    assert cli_main(["run", "--config", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_weighted_search_scores_with_weights() -> None:
+    """Integer weights must give the same search as repeating rows: fit and score both weighted."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 2))
+    y = (x[:, 0] + 0.5 * rng.normal(size=300) > 0).astype(int)
+    w = rng.integers(1, 4, 300).astype(float)
+    search = grid_search(LogisticRegression(), {"C": [0.01, 1.0]}, x, y, w, cv=3, seed=0)
+    model = LogisticRegression(C=search.best_params_["C"]).fit(x, y, sample_weight=w)
+    assert np.allclose(search.best_estimator_.coef_, model.coef_, atol=1e-6)
+    # the weighted scorer differs from the unweighted one on these folds
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    plain = GridSearchCV(LogisticRegression(), {"C": [0.01, 1.0]}, scoring="neg_log_loss",
+                         cv=StratifiedKFold(3, shuffle=True, random_state=0)).fit(x, y)
+    assert not np.allclose(search.cv_results_["mean_test_score"], plain.cv_results_["mean_test_score"])
