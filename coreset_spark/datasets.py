@@ -149,8 +149,32 @@ def _read_kdd_multiclass(spark: "SparkSession", path: Path) -> "DataFrame":
     return _read_kdd(spark, path).drop("is_attack", "num_outbound_cmds")
 
 
+SPARK_CODECS = {"SNAPPY", "GZIP", "ZSTD", "LZ4_RAW", "UNCOMPRESSED"}
+
+
+def spark_readable(path: Path) -> Path:
+    """The Parquet file itself, or a zstd copy in the cache when Spark lacks its codec (Brotli).
+
+    The copy is written once, next to the other cached files, under the source's sha256 prefix.
+    """
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    codecs = {meta.row_group(i).column(j).compression for i in range(meta.num_row_groups)
+              for j in range(meta.num_columns)}
+    if codecs <= SPARK_CODECS:
+        return path
+    copy = Path.home() / ".cache" / "coreset_spark" / "converted" / f"{sha256_of(path)[:16]}-{path.name}"
+    if not copy.exists():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        partial = copy.with_suffix(".part")
+        pq.write_table(pq.read_table(path), partial, compression="zstd")
+        partial.replace(copy)
+    return copy
+
+
 def _read_parquet(spark: "SparkSession", path: Path) -> "DataFrame":
-    return spark.read.parquet(str(path))
+    return spark.read.parquet(str(spark_readable(path)))
 
 
 def _read_cover(spark: "SparkSession", path: Path) -> "DataFrame":
@@ -164,7 +188,7 @@ def _read_cover(spark: "SparkSession", path: Path) -> "DataFrame":
 def _read_flights(spark: "SparkSession", path: Path) -> "DataFrame":
     from pyspark.sql import functions as F
 
-    df = spark.read.parquet(str(path))
+    df = spark.read.parquet(str(spark_readable(path)))
     return df.select(
         (F.col("delay") > 15).cast("int").alias("late"),
         F.col("distance").cast("double").alias("distance"),

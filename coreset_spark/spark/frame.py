@@ -214,6 +214,10 @@ def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[
     if len(classes_rows) > MAX_CLASSES:
         raise DataError(f"target column {columns.target!r} has {len(classes_rows)} distinct values (more than "
                         f"{MAX_CLASSES}); it looks continuous: use a regression family or bin the target")
+    fractional = [r["t"] for r in classes_rows if isinstance(r["t"], float) and not float(r["t"]).is_integer()]
+    if fractional:
+        raise DataError(f"target column {columns.target!r} holds non-integer numbers (e.g. {fractional[0]!r}), "
+                        "not class labels; a classifier needs labels: bin the target or use a regression family")
     classes = sorted((r["t"] for r in classes_rows), key=lambda v: (str(type(v)), v))
     target_counts = {r["t"]: float(r["w"]) for r in classes_rows}
     mapping = F.create_map(*[item for i, v in enumerate(classes) for item in (F.lit(v), F.lit(i))])
