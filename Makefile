@@ -33,7 +33,9 @@ demo: setup jars
 	$(BIN)/coreset-spark run --config conf/demo.yaml
 
 test: setup jars
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/ruff check coreset_spark jobs tests
+	$(BIN)/mypy coreset_spark jobs
+	$(BIN)/python -m pytest -q --doctest-modules coreset_spark tests
 
 lint: setup
 	$(BIN)/ruff check coreset_spark jobs tests

@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 from sklearn.linear_model import LogisticRegression
 
 from coreset_spark import datasets
@@ -210,8 +210,9 @@ def markdown(report: Mapping[str, Any]) -> str:
                   "| seed | coreset rows | coreset acc. | uniform acc. | full acc. | coreset bal. acc. | full bal. acc. |",
                   "|---|---|---|---|---|---|---|"]
         for r in mc["runs"]:
-            lines.append(f"| {r['seed']} | {r['coreset_rows']} | {r['coreset_accuracy']:.4f} | {r['uniform_accuracy']:.4f} "
-                         f"| {r['full_accuracy']:.4f} | {r['coreset_balanced_accuracy']:.4f} | {r['full_balanced_accuracy']:.4f} |")
+            lines.append(f"| {r['seed']} | {r['coreset_rows']} | {r['coreset_accuracy']:.4f} "
+                         f"| {r['uniform_accuracy']:.4f} | {r['full_accuracy']:.4f} "
+                         f"| {r['coreset_balanced_accuracy']:.4f} | {r['full_balanced_accuracy']:.4f} |")
         lines += ["", f"Median accuracy gap (full - coreset): {mc['median_gap_points']:.3f} points.", ""]
     if "build_time" in report:
         bt = report["build_time"]

@@ -16,9 +16,10 @@ import hashlib
 import os
 import shutil
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -127,11 +128,11 @@ class Variant:
 
     dataset: str
     spec: DataSpec
-    reader: Callable[["SparkSession", Path], "DataFrame"]
+    reader: Callable[[SparkSession, Path], DataFrame]
     description: str
 
 
-def _read_kdd(spark: "SparkSession", path: Path) -> "DataFrame":
+def _read_kdd(spark: SparkSession, path: Path) -> DataFrame:
     from pyspark.sql import functions as F
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
@@ -141,11 +142,11 @@ def _read_kdd(spark: "SparkSession", path: Path) -> "DataFrame":
     return df.withColumn("is_attack", (F.col("label") != F.lit("normal.")).cast("int"))
 
 
-def _read_kdd_binary(spark: "SparkSession", path: Path) -> "DataFrame":
+def _read_kdd_binary(spark: SparkSession, path: Path) -> DataFrame:
     return _read_kdd(spark, path).drop(*KDD_CATEGORICAL, "num_outbound_cmds", "label")
 
 
-def _read_kdd_multiclass(spark: "SparkSession", path: Path) -> "DataFrame":
+def _read_kdd_multiclass(spark: SparkSession, path: Path) -> DataFrame:
     return _read_kdd(spark, path).drop("is_attack", "num_outbound_cmds")
 
 
@@ -173,11 +174,11 @@ def spark_readable(path: Path) -> Path:
     return copy
 
 
-def _read_parquet(spark: "SparkSession", path: Path) -> "DataFrame":
+def _read_parquet(spark: SparkSession, path: Path) -> DataFrame:
     return spark.read.parquet(str(spark_readable(path)))
 
 
-def _read_cover(spark: "SparkSession", path: Path) -> "DataFrame":
+def _read_cover(spark: SparkSession, path: Path) -> DataFrame:
     data = np.load(path)
     x, y = data["X"].astype(np.float64), data["y"].astype(np.int64)
     columns = {f"x{j}": x[:, j] for j in range(x.shape[1])}
@@ -185,7 +186,7 @@ def _read_cover(spark: "SparkSession", path: Path) -> "DataFrame":
     return spark.createDataFrame(pa.table(columns).to_pandas())
 
 
-def _read_flights(spark: "SparkSession", path: Path) -> "DataFrame":
+def _read_flights(spark: SparkSession, path: Path) -> DataFrame:
     from pyspark.sql import functions as F
 
     df = spark.read.parquet(str(spark_readable(path)))
@@ -213,7 +214,7 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def load(spark: "SparkSession", variant: str, directory: str | os.PathLike[str] | None = None) -> tuple["DataFrame", DataSpec]:
+def load(spark: SparkSession, variant: str, directory: str | os.PathLike[str] | None = None) -> tuple[DataFrame, DataSpec]:
     """Read a registered task as a Spark DataFrame with its data specification.
 
     >>> # df, spec = load(spark, "kddcup99")   # 494,021 rows, target is_attack

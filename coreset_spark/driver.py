@@ -15,7 +15,8 @@ Weights go to every fit and every score: the search uses scikit-learn's metadata
 from __future__ import annotations
 
 import warnings
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import sklearn

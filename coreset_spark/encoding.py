@@ -21,8 +21,9 @@ map to ``__other__``. Constant numeric columns are centred to 0 (their scale is 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -75,7 +76,7 @@ class Encoder:
         categorical: Sequence[str],
         rare_level_fraction: float,
         max_levels: int,
-    ) -> "Encoder":
+    ) -> Encoder:
         """Build the encoder from global statistics."""
         means, scales = [], []
         for name in numeric:
@@ -138,7 +139,7 @@ class Encoder:
                 "categorical": list(self.categorical), "levels": [list(k) for k in self.levels]}
 
     @staticmethod
-    def from_dict(data: Mapping[str, Any]) -> "Encoder":
+    def from_dict(data: Mapping[str, Any]) -> Encoder:
         """Inverse of :meth:`to_dict`."""
         return Encoder(tuple(data["numeric"]), tuple(data["means"]), tuple(data["scales"]),
                        tuple(data["categorical"]), tuple(tuple(k) for k in data["levels"]))

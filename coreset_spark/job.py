@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 from pyspark import StorageLevel
@@ -24,11 +25,10 @@ from coreset_spark.config import ConfigError, CoresetParams, DataSpec, SparkSett
 from coreset_spark.coreset import CoresetTree
 from coreset_spark.driver import fit_weighted, grid_search
 from coreset_spark.spark.build import Stages, build_tree
-from coreset_spark.spark.frame import with_row_ids
 from coreset_spark.spark.evaluate import encoded_frame, evaluate_many
+from coreset_spark.spark.frame import with_row_ids
 from coreset_spark.spark.session import get_spark
 from coreset_spark.spark.source import read_source
-from coreset_spark.tree import features_matrix
 
 SECTIONS = ("spark", "input", "data", "split", "coreset", "model", "output")
 

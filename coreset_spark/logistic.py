@@ -38,7 +38,7 @@ class LeverageBasis:
     matrix: np.ndarray
 
     @staticmethod
-    def from_gram(g: np.ndarray, rcond: float = 1e-10) -> "LeverageBasis":
+    def from_gram(g: np.ndarray, rcond: float = 1e-10) -> LeverageBasis:
         """Pseudo-inverse square root of a symmetric positive semi-definite Gram."""
         g = (np.asarray(g, dtype=np.float64) + np.asarray(g, dtype=np.float64).T) / 2.0
         values, vectors = np.linalg.eigh(g)

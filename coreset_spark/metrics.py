@@ -44,12 +44,12 @@ class MetricSums:
     negative: np.ndarray  # (k, BINS) weight of rows not of class c by bin of p_c
 
     @staticmethod
-    def zeros(k: int) -> "MetricSums":
+    def zeros(k: int) -> MetricSums:
         """Empty sums for k classes."""
         return MetricSums(0.0, 0.0, 0.0, 0.0, np.zeros((k, k)), np.zeros((k, BINS)), np.zeros((k, BINS)))
 
     @staticmethod
-    def of(proba: np.ndarray, y: np.ndarray, weight: np.ndarray) -> "MetricSums":
+    def of(proba: np.ndarray, y: np.ndarray, weight: np.ndarray) -> MetricSums:
         """Sums for predicted probabilities ``proba`` (n, k), class indices ``y`` (-1: unseen class)."""
         n, k = proba.shape
         sums = MetricSums.zeros(k)
@@ -72,7 +72,7 @@ class MetricSums:
             sums.negative[c] += np.bincount(b[~is_c], weights=w[~is_c], minlength=BINS)
         return sums
 
-    def __add__(self, other: "MetricSums") -> "MetricSums":
+    def __add__(self, other: MetricSums) -> MetricSums:
         return MetricSums(self.weight + other.weight, self.log_loss + other.log_loss, self.correct + other.correct,
                           self.unseen_class + other.unseen_class, self.confusion + other.confusion,
                           self.positive + other.positive, self.negative + other.negative)
@@ -83,7 +83,7 @@ class MetricSums:
         return np.concatenate([head, self.confusion.ravel(), self.positive.ravel(), self.negative.ravel()])
 
     @staticmethod
-    def from_vector(v: np.ndarray, k: int) -> "MetricSums":
+    def from_vector(v: np.ndarray, k: int) -> MetricSums:
         """Inverse of :meth:`to_vector`."""
         v = np.asarray(v, dtype=np.float64)
         a, b = 4 + k * k, 4 + k * k + k * BINS

@@ -26,8 +26,8 @@ The recipe (see the README's *How the coreset is built*):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 

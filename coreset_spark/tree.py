@@ -25,8 +25,9 @@ Input batches carry the columns ``_row_id`` (int64), ``_class`` (int64 class ind
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -72,7 +73,7 @@ class TreePlan:
     levels: int
 
     @staticmethod
-    def choose(n_rows: int, size: int, fanin: int, leaf_fraction: float, levels: int = 0) -> "TreePlan":
+    def choose(n_rows: int, size: int, fanin: int, leaf_fraction: float, levels: int = 0) -> TreePlan:
         """Pick the number of levels so the leaf level holds at most ``leaf_fraction`` of the rows."""
         if levels <= 0:
             ratio = leaf_fraction * n_rows / max(size, 1)
@@ -106,7 +107,7 @@ class Sampler:
 
     @staticmethod
     def create(family: str, encoder: Encoder, plan: TreePlan, n_strata: int, seed: int,
-               alpha: float = 0.2, min_per_class: int = 10) -> "Sampler":
+               alpha: float = 0.2, min_per_class: int = 10) -> Sampler:
         """A sampler before the global statistics are known."""
         strata = n_strata if family_module(family).STRATIFIED else 1
         return Sampler(family, encoder, plan, strata, seed, alpha, min_per_class)
@@ -116,11 +117,11 @@ class Sampler:
         """Whether importance needs the global Gram matrix."""
         return self.family == "logistic"
 
-    def with_gram(self, g: np.ndarray) -> "Sampler":
+    def with_gram(self, g: np.ndarray) -> Sampler:
         """Attach the global Gram (rounded so any partitioning gives the same result)."""
         return replace(self, basis=logistic.LeverageBasis.from_gram(stable_gram(g)))
 
-    def with_totals(self, total_importance: float, total_weight: float) -> "Sampler":
+    def with_totals(self, total_importance: float, total_weight: float) -> Sampler:
         """Attach the global totals S = sum w s and W = sum w."""
         return replace(self, total_importance=float(stable_round(total_importance)),
                        total_weight=float(stable_round(total_weight)))
@@ -147,7 +148,7 @@ class Sampler:
         )
 
 
-def family_module(family: str):  # type: ignore[no-untyped-def]
+def family_module(family: str) -> Any:
     """The pure module holding a family's importance function."""
     return {"logistic": logistic, "uniform": uniform}[family]
 

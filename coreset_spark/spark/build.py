@@ -16,7 +16,9 @@ on the partitioning or on which task attempt ran.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +44,9 @@ from coreset_spark.tree import (
     totals_of_batch,
 )
 
+if TYPE_CHECKING:
+    from coreset_spark.coreset import CoresetTree
+
 Progress = Callable[[str], None]
 
 
@@ -65,14 +70,14 @@ class Stages:
 def _gram(frame: DataFrame, encoder: Encoder) -> np.ndarray:
     d = encoder.width + 1
 
-    def partial(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def partial_gram(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         first = next(batches, None)
         if first is None:  # empty partition: nothing to add
             return
         total = gram_of_batches(_chain(first, batches), encoder)
         yield pa.RecordBatch.from_arrays([pa.array([total.reshape(-1)], pa.list_(pa.float64()))], ["gram"])
 
-    parts = frame.mapInArrow(partial, "gram array<double>").toArrow()
+    parts = frame.mapInArrow(partial_gram, "gram array<double>").toArrow()
     total = np.zeros((d, d))
     for values in parts.column("gram").to_pylist():
         total += np.asarray(values, dtype=np.float64).reshape(d, d)
@@ -123,7 +128,7 @@ def _merge_level(child: DataFrame, sampler: Sampler, level: int) -> DataFrame:
 
 
 def build_tree(df: DataFrame, spec: DataSpec, params: CoresetParams, progress: Progress | None = None,
-               source: dict[str, Any] | None = None) -> "CoresetTree":
+               source: dict[str, Any] | None = None) -> CoresetTree:
     """Build the coreset tree of ``df`` and keep every level (persisted in Spark).
 
     >>> # tree = build_tree(df, DataSpec(target="is_attack"), CoresetParams(size=2000, seed=1))
@@ -153,14 +158,15 @@ def build_tree(df: DataFrame, spec: DataSpec, params: CoresetParams, progress: P
         level_frame.count()
         return level_frame
 
-    levels[plan.levels] = stages.run(f"sample leaves (level {plan.levels}, {plan.n_leaves} nodes)",
-                                     lambda: materialise(_leaf_level(frame, sampler, leaf_weight, keep)))
+    def leaves() -> DataFrame:
+        return materialise(_leaf_level(frame, sampler, leaf_weight, keep))
+
+    levels[plan.levels] = stages.run(f"sample leaves (level {plan.levels}, {plan.n_leaves} nodes)", leaves)
     for level in range(plan.levels - 1, -1, -1):
         # Normalise by the child level's own totals (sum w s, sum w), so each level's size is on target.
         level_sampler = sampler.with_totals(*_level_totals(levels[level + 1]))
-        levels[level] = stages.run(
-            f"merge level {level} (fan-in {plan.fanin})",
-            lambda level=level, s=level_sampler: materialise(_merge_level(levels[level + 1], s, level)))
+        merged = _merge_level(levels[level + 1], level_sampler, level)
+        levels[level] = stages.run(f"merge level {level} (fan-in {plan.fanin})", partial(materialise, merged))
     nodes = stages.run("node table", lambda: _node_table(levels, plan))
     return CoresetTree(levels=levels, nodes=nodes, encoder=encoder, classes=list(classes), spec=spec,
                        params=params, plan=plan, stats=stats, notes=prepared.notes, timings=stages.seconds,
@@ -174,7 +180,7 @@ def _level_totals(frame: DataFrame) -> tuple[float, float]:
 
 def _node_table(levels: dict[int, DataFrame], plan: TreePlan) -> pa.Table:
     parts = []
-    for level, frame in levels.items():
+    for frame in levels.values():
         parts.append(frame.groupBy("level", "node").agg(F.count(F.lit(1)).alias("rows"),
                                                         F.sum("weight").alias("represents")).toArrow())
     table = pa.concat_tables([p.cast(parts[0].schema) for p in parts]) if parts else pa.table({})

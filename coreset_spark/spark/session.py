@@ -34,7 +34,7 @@ def delta_jars(jars_dir: str | None = None) -> list[str]:
     return jars
 
 
-def get_spark(settings: SparkSettings | None = None) -> "SparkSession":
+def get_spark(settings: SparkSettings | None = None) -> SparkSession:
     """Return the active SparkSession (Databricks, a notebook, a test) or start one.
 
     A new session gets ``settings.master``, Delta Lake (jars as ``settings.delta`` says) and the
