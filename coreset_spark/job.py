@@ -26,7 +26,7 @@ from coreset_spark.coreset import CoresetTree
 from coreset_spark.driver import fit_weighted, grid_search
 from coreset_spark.spark.build import Stages, build_tree
 from coreset_spark.spark.evaluate import encoded_frame, evaluate_many
-from coreset_spark.spark.frame import with_row_ids
+from coreset_spark.spark.frame import column, with_row_ids
 from coreset_spark.spark.session import get_spark
 from coreset_spark.spark.source import read_source
 
@@ -45,7 +45,7 @@ def split_train_test(df: DataFrame, test_fraction: float, seed: int) -> tuple[Da
     """A deterministic split by a hash of each row's values (independent of partitioning)."""
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"split.test_fraction={test_fraction!r} must be between 0 and 1, e.g. 0.3")
-    bucket = F.pmod(F.xxhash64(*[F.col(c) for c in df.columns], F.lit(seed)), F.lit(10_000))
+    bucket = F.pmod(F.xxhash64(*[column(c) for c in df.columns], F.lit(seed)), F.lit(10_000))
     # Identical rows share a bucket; give the table a unique row id (with_row_ids) for an exact split.
     is_test = bucket < F.lit(int(round(test_fraction * 10_000)))
     return df.where(~is_test), df.where(is_test)

@@ -36,6 +36,10 @@ def small(spark):
      r"feature column 't' has type timestamp.*convert it"),
     (lambda d: d.withColumn("z", F.when(F.col("x") < 3, None).otherwise(F.col("z"))),
      DataSpec(target="y", missing="error"), r"feature column 'z' has 3 null/NaN values"),
+    (lambda d: d.withColumn("z", F.when(F.col("x") < 2, float("inf")).otherwise(F.col("z"))), DataSpec(target="y"),
+     r"feature column 'z' has 2 infinite values"),
+    (lambda d: d.withColumn("z", F.col("x") * 1e300), DataSpec(target="y"),
+     r"feature column 'z' has values too large to standardise"),
 ])
 def test_bad_input_errors(small, change, spec, message):
     df = change(small) if change else small
@@ -53,6 +57,13 @@ def test_excluded_rows_are_counted_and_nulls_imputed(small):
     assert any("categorical: ['c']" in note for note in tree.notes)
     total_weight = df.where(F.col("y").isNotNull()).agg(F.sum("w")).first()[0]
     assert tree.get_coreset(0).weight.sum() == pytest.approx(total_weight)
+
+
+def test_column_names_with_dots_spaces_and_equals(small):
+    df = small.withColumnRenamed("x", "a.b").withColumnRenamed("z", "c d=e").withColumnRenamed("y", "the.target")
+    tree = build_tree(df, DataSpec(target="the.target", categorical=("c",)), PARAMS)
+    assert tree.encoder.feature_names[:2] == ["a.b", "c d=e"]
+    assert tree.get_coreset(0).weight.sum() == pytest.approx(200)
 
 
 def test_read_parquet_csv_and_pinned_delta(spark, small, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -21,6 +22,11 @@ from coreset_spark.sampling import stable_round, stable_round_on
 NUMERIC_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType)
 CATEGORICAL_TYPES = (T.StringType, T.BooleanType)
 MAX_CLASSES = 1000
+
+
+def column(name: str) -> Column:
+    """A column by its exact name (dots, spaces and other characters taken literally)."""
+    return F.col("`" + name.replace("`", "``") + "`")
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ def resolve_columns(df: DataFrame, spec: DataSpec) -> Columns:
     return Columns(spec.target, tuple(numeric), tuple(categorical), tuple(auto))
 
 
-def with_row_ids(df: DataFrame, column: str = "row_id") -> DataFrame:
+def with_row_ids(df: DataFrame, name: str = "row_id") -> DataFrame:
     """Add a unique int64 row id computed from the data (never from partition ids).
 
     The id is a hash of the row's values and of its rank among identical rows, so duplicates get
@@ -94,21 +100,21 @@ def with_row_ids(df: DataFrame, column: str = "row_id") -> DataFrame:
     """
     from pyspark.sql import Window
 
-    if column in df.columns:
-        raise DataError(f"column {column!r} already exists; pass another name for the row id column")
-    content = F.xxhash64(*[F.col(c) for c in df.columns])
-    rank = F.row_number().over(Window.partitionBy(content).orderBy(*[F.col(c).asc_nulls_first() for c in df.columns]))
-    return df.withColumn(column, F.xxhash64(content, rank))
+    if name in df.columns:
+        raise DataError(f"column {name!r} already exists; pass another name for the row id column")
+    content = F.xxhash64(*[column(c) for c in df.columns])
+    rank = F.row_number().over(Window.partitionBy(content).orderBy(*[column(c).asc_nulls_first() for c in df.columns]))
+    return df.withColumn(name, F.xxhash64(content, rank))
 
 
 def row_id_column(df: DataFrame, spec: DataSpec) -> Column:
     """An int64 row id: an integer id column as is, any other id hashed, else a hash of the row."""
     if spec.row_id is None:
-        return F.xxhash64(*[F.col(c) for c in df.columns])
+        return F.xxhash64(*[column(c) for c in df.columns])
     dtype = dict((f.name, f.dataType) for f in df.schema.fields)[spec.row_id]
     if isinstance(dtype, (T.ByteType, T.ShortType, T.IntegerType, T.LongType)):
-        return F.col(spec.row_id).cast("long")
-    return F.xxhash64(F.col(spec.row_id))
+        return column(spec.row_id).cast("long")
+    return F.xxhash64(column(spec.row_id))
 
 
 def prepare(df: DataFrame, spec: DataSpec) -> Prepared:
@@ -117,12 +123,12 @@ def prepare(df: DataFrame, spec: DataSpec) -> Prepared:
     notes = []
     if columns.auto_categorical:
         notes.append(f"string/boolean feature columns treated as categorical: {list(columns.auto_categorical)}")
-    weight = F.col(spec.weight).cast("double") if spec.weight else F.lit(1.0)
-    selected = [row_id_column(df, spec).alias("_row_id"), weight.alias("_weight"), F.col(spec.target)]
+    weight = column(spec.weight).cast("double") if spec.weight else F.lit(1.0)
+    selected = [row_id_column(df, spec).alias("_row_id"), weight.alias("_weight"), column(spec.target)]
     for c in columns.numeric:
-        value = F.col(c).cast("double")
+        value = column(c).cast("double")
         selected.append(F.when(F.isnan(value), F.lit(None)).otherwise(value).alias(c))
-    selected += [F.col(c).cast("string").alias(c) for c in columns.categorical]
+    selected += [column(c).cast("string").alias(c) for c in columns.categorical]
     frame = df.select(*selected)
     return Prepared(frame, columns, notes)
 
@@ -134,7 +140,7 @@ def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[
     (rows with a null target removed when ``drop_null_target`` is set).
     """
     frame, columns = prepared.frame, prepared.columns
-    target = F.col(columns.target)
+    target = column(columns.target)
     w = F.col("_weight")
     exprs = [F.count(F.lit(1)).alias("rows"), F.sum(w).alias("weight"),
              F.sum(F.when(target.isNull(), 1).otherwise(0)).alias("null_target"),
@@ -142,15 +148,16 @@ def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[
              F.sum(F.when(w.isNull() | (w < 0) | F.isnan(w), 1).otherwise(0)).alias("bad_weight")]
     weighted = spec.weight is not None
     for i, c in enumerate(columns.numeric):
-        x = F.col(c)
-        exprs += [F.count(x).alias(f"n{i}"), F.min(x).alias(f"lo{i}"), F.max(x).alias(f"hi{i}")]
+        x = column(c)
+        exprs += [F.count(x).alias(f"n{i}"), F.min(x).alias(f"lo{i}"), F.max(x).alias(f"hi{i}"),
+                  F.sum(F.when(F.abs(x) == F.lit(float("inf")), 1).otherwise(0)).alias(f"inf{i}")]
         if weighted:
             wx = F.when(x.isNotNull(), w)
             exprs += [F.sum(wx).alias(f"w{i}"), F.sum(wx * x).alias(f"s{i}"), F.sum(wx * x * x).alias(f"q{i}")]
         else:
             exprs += [F.avg(x).alias(f"m{i}"), F.stddev_pop(x).alias(f"sd{i}")]
     for i, c in enumerate(columns.categorical):
-        exprs.append(F.count(F.col(c)).alias(f"c{i}"))
+        exprs.append(F.count(column(c)).alias(f"c{i}"))
     row = frame.agg(*exprs).collect()[0].asDict()
     n_rows = int(row["rows"])
     if n_rows == 0:
@@ -175,6 +182,9 @@ def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[
         count = int(row[f"n{i}"])
         if count == 0:
             raise DataError(f"feature column {c!r} is null (or NaN) in every row; drop it from data.features")
+        if row[f"inf{i}"]:
+            raise DataError(f"feature column {c!r} has {row[f'inf{i}']} infinite values; replace them (e.g. by null, "
+                            "which is imputed, or by a capped value)")
         if count < n_rows:
             null_features[c] = n_rows - count
             if spec.missing == "error":
@@ -187,6 +197,9 @@ def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[
             std = var ** 0.5
         else:
             total, mean, std = float(count), float(row[f"m{i}"]), float(row[f"sd{i}"] or 0.0)
+        if not (np.isfinite(mean) and np.isfinite(std)):
+            raise DataError(f"feature column {c!r} has values too large to standardise (mean {mean!r}, standard "
+                            f"deviation {std!r}, range {row[f'lo{i}']!r} to {row[f'hi{i}']!r}); rescale or log-transform it")
         std = float(stable_round(std))
         mean = float(stable_round_on(mean, std if std > 0 else abs(mean)))
         numeric[c] = NumericStats(count, total, mean, std,
@@ -201,7 +214,7 @@ def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[
                                 "them or set data.missing: impute_mean (nulls become the level __missing__)")
     categorical = {}
     for c in columns.categorical:
-        level = F.coalesce(F.col(c), F.lit(MISSING)).alias("level")
+        level = F.coalesce(column(c), F.lit(MISSING)).alias("level")
         counts = (frame.groupBy(level).count().orderBy(F.desc("count"), F.asc("level"))
                   .limit(spec.max_levels + 1).collect())
         categorical[c] = {r["level"]: int(r["count"]) for r in counts}
@@ -232,6 +245,6 @@ def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[
 
 def with_classes(prepared: Prepared, classes: list[Any]) -> DataFrame:
     """Map the target of a prepared frame (e.g. test data) to class indices; unseen classes become -1."""
-    target = F.col(prepared.columns.target)
+    target = column(prepared.columns.target)
     mapping = F.create_map(*[item for i, v in enumerate(classes) for item in (F.lit(v), F.lit(i))])
     return prepared.frame.withColumn("_class", F.coalesce(mapping[target].cast("long"), F.lit(-1).cast("long")))
