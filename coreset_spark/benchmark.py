@@ -26,8 +26,8 @@ from coreset_spark.config import CoresetParams, DataSpec
 from coreset_spark.driver import fit_weighted
 from coreset_spark.job import split_train_test
 from coreset_spark.spark.build import build_tree
-from coreset_spark.spark.evaluate import encoded_frame, evaluate_many
-from coreset_spark.spark.frame import prepare, with_row_ids
+from coreset_spark.spark.evaluate import collect_encoded, evaluate_many
+from coreset_spark.spark.frame import column, prepare, with_row_ids
 
 
 def _logloss_sum(model: Any, x: np.ndarray, y: np.ndarray) -> float:
@@ -49,8 +49,7 @@ def loss_ratios(spark: SparkSession, cfg: Mapping[str, Any], log: Callable[[str]
     n = data.count()
     one.count()
     probe = build_tree(data, spec, CoresetParams(size=1000, family="uniform", seed=0))
-    table = encoded_frame(data, probe).toArrow()
-    x, y = probe.encoder.transform(table), table.column("_class").to_numpy()
+    x, y, _ = collect_encoded(data, probe)
     estimator = _unregularised(int(cfg.get("max_iter", 5000)), float(cfg.get("tol", 1e-8)))
     start = time.perf_counter()
     full, warn = fit_weighted(estimator, x, y, None)
@@ -108,13 +107,12 @@ def multiclass_accuracy(spark: SparkSession, cfg: Mapping[str, Any], log: Callab
         uni = build_tree(train, spec, CoresetParams(size=len(c), seed=seed, family="uniform")).get_coreset(0)
         models["uniform"] = fit_weighted(estimator, uni.x, uni.y, uni.weight)[0]
         if full_model is None:
-            table = encoded_frame(train, tree).toArrow()
+            x_full, y_full, _ = collect_encoded(train, tree)
             start = time.perf_counter()
-            full_model, warn = fit_weighted(estimator, tree.encoder.transform(table),
-                                            table.column("_class").to_numpy(), None)
+            full_model, warn = fit_weighted(estimator, x_full, y_full, None)
             out["full_fit_seconds"] = round(time.perf_counter() - start, 2)
             out["full_convergence_warnings"] = warn
-            out["train_rows"], out["classes"], out["features"] = table.num_rows, len(tree.classes), tree.encoder.width
+            out["train_rows"], out["classes"], out["features"] = len(y_full), len(tree.classes), tree.encoder.width
         models["full"] = full_model
         metrics = evaluate_many(models, test, tree)
         run = {"seed": seed, "coreset_rows": len(c), "uniform_rows": len(uni),
@@ -136,8 +134,8 @@ def build_time(spark: SparkSession, cfg: Mapping[str, Any], log: Callable[[str],
     n = df.count()
     params = CoresetParams(size=int(cfg.get("size", 2000)), seed=0)
     probe = build_tree(df, spec, replace(params, family="uniform"))
-    encoder = probe.encoder
-    frame = prepare(df, spec).frame
+    encoder, names = probe.encoder.with_safe_names()
+    frame = prepare(df, spec).frame.select(*[column(c).alias(f"_c{i}") for i, c in enumerate(names)])
 
     def plain_pass() -> None:
         def encode(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -162,7 +160,7 @@ def build_time(spark: SparkSession, cfg: Mapping[str, Any], log: Callable[[str],
         log(f"[bench] flights: plain pass {timings['plain_pass'][-1]:.1f} s, build {timings['build'][-1]:.1f} s")
     df.unpersist()
     plain, build = statistics.median(timings["plain_pass"]), statistics.median(timings["build"])
-    return {"rows": n, "features": list(encoder.feature_names), "partitions": int(cfg.get("partitions", 16)),
+    return {"rows": n, "features": list(probe.encoder.feature_names), "partitions": int(cfg.get("partitions", 16)),
             "master": spark.sparkContext.master, "seconds": timings, "median_plain_pass_s": plain,
             "median_build_s": build, "ratio": build / plain, "build_stages_s": stages}
 

@@ -22,6 +22,8 @@ import yaml
 
 FAMILIES = ("logistic", "uniform")
 MISSING_POLICIES = ("impute_mean", "error")
+MAX_LEAVES = 1 << 20
+RESERVED_COLUMNS = ("_row_id", "_weight", "_class")
 
 
 class ConfigError(ValueError):
@@ -75,8 +77,11 @@ class DataSpec:
     def __post_init__(self) -> None:
         _require(isinstance(self.target, str) and bool(self.target),
                  f"data.target must name the label column, got {self.target!r}")
-        object.__setattr__(self, "features", tuple(self.features))
-        object.__setattr__(self, "categorical", tuple(self.categorical))
+        for name in ("features", "categorical"):  # one column given as a plain string is a list of one
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+            _require(len(set(getattr(self, name))) == len(getattr(self, name)),
+                     f"data.{name} lists a column twice: {list(getattr(self, name))}; name each column once")
         _require(self.missing in MISSING_POLICIES,
                  f"data.missing={self.missing!r} is not a policy; use one of {MISSING_POLICIES}")
         _require(0.0 <= self.rare_level_fraction < 1.0,
@@ -88,6 +93,9 @@ class DataSpec:
                      f"data.{name}={value!r} is also the target; name a different column")
         _require(self.target not in self.features,
                  f"data.features includes the target {self.target!r}; remove it from features")
+        _require(self.target not in self.categorical,
+                 f"data.categorical includes the target {self.target!r}; list only feature columns there "
+                 "(any target type is treated as class labels)")
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,10 @@ class CoresetParams:
                  f"coreset.fanin={self.fanin!r} must be an integer of at least 2")
         _require(isinstance(self.levels, int) and 0 <= self.levels <= 8,
                  f"coreset.levels={self.levels!r} must be 0 (automatic) to 8")
+        _require(self.fanin <= 1024, f"coreset.fanin={self.fanin!r} must be at most 1024; 8 to 64 is usual")
+        _require(self.fanin ** max(self.levels, 1) <= MAX_LEAVES,
+                 f"coreset.levels={self.levels} with fanin={self.fanin} makes {self.fanin ** self.levels} leaves, "
+                 f"more than {MAX_LEAVES}; use fewer levels or 0 (automatic)")
         _require(0.0 < self.uniform_floor <= 1.0,
                  f"coreset.uniform_floor={self.uniform_floor!r} must be in (0, 1]; 0.1 to 0.5 is usual")
         _require(isinstance(self.min_per_class, int) and self.min_per_class >= 1,

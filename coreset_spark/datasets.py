@@ -6,8 +6,8 @@ checked against the sha256). Tests and CI point ``CORESET_SPARK_DATA_DIR`` at ``
 
 >>> DATASETS["kddcup99"].sha256[:8]
 '7bfaa8ce'
->>> sorted(VARIANTS)[:3]
-['adult', 'covertype', 'kddcup99']
+>>> sorted(VARIANTS)
+['adult', 'covertype', 'flights', 'kddcup99', 'kddcup99_multiclass']
 """
 
 from __future__ import annotations
@@ -112,8 +112,14 @@ def dataset_path(name: str, directory: str | os.PathLike[str] | None = None, ver
                 "or set CORESET_SPARK_DATA_DIR to a folder holding it")
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(path.suffix + ".part")
-        with urllib.request.urlopen(entry.url, timeout=60) as response, partial.open("wb") as out:
-            shutil.copyfileobj(response, out)
+        try:
+            with urllib.request.urlopen(entry.url, timeout=60) as response, partial.open("wb") as out:
+                shutil.copyfileobj(response, out)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise ConfigError(
+                f"dataset {name!r} is not in {path.parent} and downloading {entry.url} failed ({exc}); set "
+                "CORESET_SPARK_DATA_DIR to a folder that holds it (e.g. ../shared/data) or download it there") from exc
         verify = True
         partial.replace(path)
     if verify and sha256_of(path) != entry.sha256:

@@ -63,4 +63,9 @@ def grid_search(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             search.fit(x, y, sample_weight=weight)
+    if np.all(np.isnan(search.cv_results_["mean_test_score"])):
+        counts = dict(zip(*np.unique(y, return_counts=True)))
+        raise ValueError(f"every cross-validation score is NaN (scoring={scoring!r}, cv={cv}); class row counts in "
+                         f"the coreset are {counts}: a class with fewer rows than folds breaks '{scoring}'. Use fewer "
+                         "folds, a larger coreset level, or scoring='accuracy'")
     return search

@@ -22,7 +22,7 @@ map to ``__other__``. Constant numeric columns are centred to 0 (their scale is 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -132,6 +132,18 @@ class Encoder:
             out[np.arange(n), offset + codes] = 1.0
             offset += len(kept) + 1
         return out
+
+    def with_safe_names(self) -> tuple[Encoder, list[str]]:
+        """The same encoder reading columns ``_c0, _c1, ...``, and the original names in that order.
+
+        pyspark's ``mapInArrow`` resolves input columns by name, which breaks on names with dots;
+        frames passed to it carry these safe aliases instead.
+        """
+        names = self.input_columns
+        safe = {name: f"_c{i}" for i, name in enumerate(names)}
+        renamed = replace(self, numeric=tuple(safe[c] for c in self.numeric),
+                          categorical=tuple(safe[c] for c in self.categorical))
+        return renamed, names
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form (saved with the coreset's lineage)."""

@@ -25,7 +25,7 @@ from coreset_spark.config import ConfigError, CoresetParams, DataSpec, SparkSett
 from coreset_spark.coreset import CoresetTree
 from coreset_spark.driver import fit_weighted, grid_search
 from coreset_spark.spark.build import Stages, build_tree
-from coreset_spark.spark.evaluate import encoded_frame, evaluate_many
+from coreset_spark.spark.evaluate import collect_encoded, evaluate_many
 from coreset_spark.spark.frame import column, with_row_ids
 from coreset_spark.spark.session import get_spark
 from coreset_spark.spark.source import read_source
@@ -53,13 +53,11 @@ def split_train_test(df: DataFrame, test_fraction: float, seed: int) -> tuple[Da
 
 def collect_training_data(df: DataFrame, tree: CoresetTree, max_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The full training data, encoded, on the driver (for the full-data baseline only)."""
-    frame = encoded_frame(df, tree)
     n = tree.stats.n_rows
     if n > max_rows:
         raise ConfigError(f"the full-data baseline needs {n} rows on the driver, more than "
                           f"output.max_full_rows={max_rows}; raise it or set model.full_baseline: false")
-    table = frame.toArrow()
-    return tree.encoder.transform(table), table.column("_class").to_numpy(), table.column("_weight").to_numpy()
+    return collect_encoded(df, tree)
 
 
 def estimator(model: Mapping[str, Any]) -> LogisticRegression:

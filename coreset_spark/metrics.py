@@ -50,7 +50,11 @@ class MetricSums:
 
     @staticmethod
     def of(proba: np.ndarray, y: np.ndarray, weight: np.ndarray) -> MetricSums:
-        """Sums for predicted probabilities ``proba`` (n, k), class indices ``y`` (-1: unseen class)."""
+        """Sums for predicted probabilities ``proba`` (n, k), class indices ``y``.
+
+        ``y = -1`` is a class not seen in training: counted as wrong for accuracy, left out of the log
+        loss (its probability is 0) and reported as ``unseen_class_rows``.
+        """
         n, k = proba.shape
         sums = MetricSums.zeros(k)
         if n == 0:
@@ -61,7 +65,7 @@ class MetricSums:
         pred = np.argmax(proba, axis=1)
         p_true = np.where(seen, proba[np.arange(n), np.where(seen, y, 0)], 0.0)
         sums.weight = float(w.sum())
-        sums.log_loss = float(-(w * np.log(np.clip(p_true, EPS, 1.0))).sum())
+        sums.log_loss = float(-(w[seen] * np.log(np.clip(p_true[seen], EPS, 1.0))).sum())
         sums.correct = float(w[seen & (pred == y)].sum())
         sums.unseen_class = float(w[~seen].sum())
         np.add.at(sums.confusion, (y[seen], pred[seen]), w[seen])
@@ -108,10 +112,12 @@ class MetricSums:
             values = [v for v in values if not np.isnan(v)]
             auc = float(np.mean(values)) if values else float("nan")
         total = self.weight if self.weight > 0 else float("nan")
+        seen = self.weight - self.unseen_class
+        seen = seen if seen > 0 else float("nan")
         recall = np.diag(self.confusion) / np.maximum(self.confusion.sum(axis=1), 1e-300)
         present = self.confusion.sum(axis=1) > 0
         return {
-            "rows": self.weight, "accuracy": self.correct / total, "log_loss": self.log_loss / total,
+            "rows": self.weight, "accuracy": self.correct / total, "log_loss": self.log_loss / seen,
             "log_loss_sum": self.log_loss, "roc_auc": auc,
             "balanced_accuracy": float(recall[present].mean()) if present.any() else float("nan"),
             "unseen_class_rows": self.unseen_class,

@@ -52,7 +52,7 @@ def row_uniforms(row_keys: np.ndarray, seed: int, level: int) -> np.ndarray:
     True
     """
     keys = np.asarray(row_keys, dtype=np.int64).view(np.uint64)
-    salt = _splitmix64(np.array([seed * 1_000_003 + level], dtype=np.uint64))[0]
+    salt = _splitmix64(np.array([(seed * 1_000_003 + level) % 2**64], dtype=np.uint64))[0]
     bits = _splitmix64(keys ^ salt)
     return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
@@ -83,15 +83,20 @@ def stable_round(values: np.ndarray | float, bits: int = 24) -> np.ndarray:
 
 
 def stable_round_on(values: np.ndarray | float, scale: np.ndarray | float, bits: int = 24) -> np.ndarray:
-    """Round to a grid of ``scale * 2**-bits``: for sums that cancel to near zero (off-diagonal Gram
-    entries, means of centred columns), where relative rounding cannot absorb the noise.
-    ``scale`` must itself be stable (e.g. already rounded).
+    """Round to a grid of about ``scale * 2**-bits``: for sums that cancel to near zero (off-diagonal
+    Gram entries, means of centred columns), where relative rounding cannot absorb the noise.
+
+    The step is a power of two, so a ``scale`` that itself carries summation noise still gives the
+    same grid (unless it sits right at a power of two).
 
     >>> float(stable_round_on(1e-13, 1.0))
     0.0
+    >>> float(stable_round_on(0.30000001, 1.0, bits=8))
+    0.296875
     """
-    step = np.ldexp(np.asarray(scale, dtype=np.float64), -bits)
-    step = np.where(step > 0, step, 1.0)
+    scale = np.abs(np.asarray(scale, dtype=np.float64))
+    _, exponent = np.frexp(np.where(scale > 0, scale, 1.0))
+    step = np.ldexp(1.0, exponent - bits)
     return np.round(np.asarray(values, dtype=np.float64) / step) * step
 
 

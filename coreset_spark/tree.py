@@ -78,6 +78,8 @@ class TreePlan:
         if levels <= 0:
             ratio = leaf_fraction * n_rows / max(size, 1)
             levels = max(1, int(math.floor(math.log(ratio) / math.log(fanin) + 1e-9))) if ratio > fanin else 1
+            while fanin ** levels > 1 << 20:  # keep the per-leaf bookkeeping small
+                levels -= 1
         return TreePlan(size=size, fanin=fanin, levels=levels)
 
     @property

@@ -58,6 +58,20 @@ def test_config_errors_name_the_setting_and_value() -> None:
         from_mapping(CoresetParams, {"sise": 10}, "coreset")
     with pytest.raises(ConfigError, match=r"data.missing='drop'"):
         DataSpec(target="y", missing="drop")
+    with pytest.raises(ConfigError, match=r"makes 4294967296 leaves"):
+        CoresetParams(fanin=16, levels=8)
+    with pytest.raises(ConfigError, match=r"lists a column twice"):
+        DataSpec(target="y", features=("a", "a"))
+    with pytest.raises(ConfigError, match=r"data.categorical includes the target"):
+        DataSpec(target="y", categorical=("y",))
+    assert DataSpec(target="y", categorical="color").categorical == ("color",)
+
+
+def test_large_seeds_work() -> None:
+    from coreset_spark.sampling import row_uniforms
+
+    u = row_uniforms(np.arange(10), seed=2**62, level=3)
+    assert ((0 <= u) & (u < 1)).all()
 
 
 def test_cli_exits_2_with_a_message_for_a_bad_config(tmp_path, capsys) -> None:

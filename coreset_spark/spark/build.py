@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 
 from coreset_spark.config import CoresetParams, DataSpec
 from coreset_spark.encoding import Encoder
-from coreset_spark.spark.frame import Prepared, compute_stats, prepare
+from coreset_spark.spark.frame import Prepared, column, compute_stats, prepare
 from coreset_spark.tree import (
     CORESET_DDL,
     CORESET_SCHEMA,
@@ -142,12 +142,14 @@ def build_tree(df: DataFrame, spec: DataSpec, params: CoresetParams, progress: P
     stats, classes, prepared = stages.run("statistics pass", lambda: compute_stats(prepared, spec))
     encoder = Encoder.fit(stats, prepared.columns.numeric, prepared.columns.categorical,
                           spec.rare_level_fraction, spec.max_levels)
-    frame = prepared.frame.select("_row_id", "_class", "_weight", *encoder.input_columns)
+    task_encoder, names = encoder.with_safe_names()
+    frame = prepared.frame.select("_row_id", "_class", "_weight",
+                                  *[column(c).alias(f"_c{i}") for i, c in enumerate(names)])
     plan = TreePlan.choose(stats.n_rows, params.size, params.fanin, params.leaf_fraction, params.levels)
-    sampler = Sampler.create(params.family, encoder, plan, len(classes), params.seed,
+    sampler = Sampler.create(params.family, task_encoder, plan, len(classes), params.seed,
                              params.uniform_floor, params.min_per_class)
     if sampler.needs_gram:
-        sampler = sampler.with_gram(stages.run("Gram pass", lambda: _gram(frame, encoder)))
+        sampler = sampler.with_gram(stages.run("Gram pass", lambda: _gram(frame, task_encoder)))
     totals = stages.run("importance totals pass", lambda: _totals(frame, sampler))
     leaf_weight, keep, s_total, w_total = leaf_totals(totals, sampler)
     sampler = sampler.with_totals(s_total, w_total)

@@ -7,15 +7,18 @@ only additive sums come back (never the rows).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from coreset_spark.encoding import Encoder
 from coreset_spark.metrics import MetricSums
-from coreset_spark.spark.frame import prepare, with_classes
+from coreset_spark.spark.frame import column, prepare, with_classes
 
 
 def full_proba(model: Any, x: np.ndarray, k: int) -> np.ndarray:
@@ -27,10 +30,25 @@ def full_proba(model: Any, x: np.ndarray, k: int) -> np.ndarray:
 
 
 def encoded_frame(df: DataFrame, tree: Any) -> DataFrame:
-    """``df`` with the tree's bookkeeping columns and class indices (unseen classes are -1)."""
-    prepared = prepare(df, tree.spec)
-    frame = with_classes(prepared, tree.classes)
-    return frame.select("_class", "_weight", *tree.encoder.input_columns)
+    """``df`` reduced to ``_class`` (class index; -1 for a class not seen in training, null for a null
+    target), ``_weight`` and the tree's feature columns renamed ``_c0, _c1, ...`` (see
+    ``Encoder.with_safe_names``). Other columns of ``df`` are ignored."""
+    encoder: Encoder = tree.encoder
+    spec = replace(tree.spec, features=tuple(encoder.input_columns), categorical=tuple(encoder.categorical),
+                   row_id=None, drop_null_target=True)
+    frame = with_classes(prepare(df, spec), tree.classes)
+    return frame.select("_class", "_weight", *[column(c).alias(f"_c{i}") for i, c in enumerate(encoder.input_columns)])
+
+
+def collect_encoded(df: DataFrame, tree: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All labelled rows of ``df``, encoded like the coreset, on the driver: (x, class index, weight).
+
+    For baselines on data that fit in memory; rows with a null target are left out.
+    """
+    table = encoded_frame(df, tree).where(F.col("_class").isNotNull()).toArrow()
+    encoder, _ = tree.encoder.with_safe_names()
+    y = np.asarray(table.column("_class").to_numpy(zero_copy_only=False), dtype=np.int64)
+    return encoder.transform(table), y, np.asarray(table.column("_weight").to_numpy(zero_copy_only=False))
 
 
 def evaluate_many(models: dict[str, Any], df: DataFrame, tree: Any) -> dict[str, dict[str, float]]:
@@ -38,17 +56,21 @@ def evaluate_many(models: dict[str, Any], df: DataFrame, tree: Any) -> dict[str,
 
     ``tree`` supplies the data specification, encoder and classes (a :class:`CoresetTree`).
     """
-    encoder: Encoder = tree.encoder
+    encoder, _ = tree.encoder.with_safe_names()  # encoded_frame carries the safe column names
     k = len(tree.classes)
     names = list(models)
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         sums = {name: MetricSums.zeros(k) for name in names}
+        null_rows = [0.0]
         seen = False
         for batch in batches:
             if not batch.num_rows:
                 continue
             seen = True
+            labelled = pc.is_valid(batch.column("_class"))  # rows with a null target are not scored
+            null_rows[0] += float(pc.sum(pc.if_else(labelled, 0.0, batch.column("_weight"))).as_py() or 0.0)
+            batch = batch.filter(labelled)
             x = encoder.transform(batch)
             y = batch.column("_class").to_numpy(zero_copy_only=False)
             w = batch.column("_weight").to_numpy(zero_copy_only=False)
@@ -56,11 +78,16 @@ def evaluate_many(models: dict[str, Any], df: DataFrame, tree: Any) -> dict[str,
                 sums[name] = sums[name] + MetricSums.of(full_proba(models[name], x, k), y, w)
         if seen:
             yield pa.RecordBatch.from_arrays(
-                [pa.array(names), pa.array([sums[n].to_vector() for n in names], pa.list_(pa.float64()))],
-                ["model", "sums"])
+                [pa.array(names), pa.array([sums[n].to_vector() for n in names], pa.list_(pa.float64())),
+                 pa.array([null_rows[0]] * len(names), pa.float64())],
+                ["model", "sums", "null_target"])
 
-    parts = encoded_frame(df, tree).mapInArrow(score, "model string, sums array<double>").toArrow()
+    schema = "model string, sums array<double>, null_target double"
+    parts = encoded_frame(df, tree).mapInArrow(score, schema).toArrow()
     totals = {name: MetricSums.zeros(k) for name in names}
-    for name, vector in zip(parts.column("model").to_pylist(), parts.column("sums").to_pylist()):
+    null_target = {name: 0.0 for name in names}
+    for name, vector, nulls in zip(parts.column("model").to_pylist(), parts.column("sums").to_pylist(),
+                                   parts.column("null_target").to_pylist()):
         totals[name] = totals[name] + MetricSums.from_vector(np.asarray(vector), k)
-    return {name: totals[name].report() for name in names}
+        null_target[name] += nulls
+    return {name: {**totals[name].report(), "null_target_rows": null_target[name]} for name in names}

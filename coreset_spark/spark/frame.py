@@ -8,6 +8,7 @@ The prepared frame has the bookkeeping columns ``_row_id`` (int64), ``_weight`` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -15,9 +16,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from coreset_spark.config import DataError, DataSpec
+from coreset_spark.config import RESERVED_COLUMNS, DataError, DataSpec
 from coreset_spark.encoding import MISSING, NumericStats, TableStats
-from coreset_spark.sampling import stable_round, stable_round_on
+from coreset_spark.sampling import stable_round_on
 
 NUMERIC_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType)
 CATEGORICAL_TYPES = (T.StringType, T.BooleanType)
@@ -57,6 +58,9 @@ def resolve_columns(df: DataFrame, spec: DataSpec) -> Columns:
         if column is not None and column not in available:
             raise DataError(f"data.{role} names column {column!r}, which the table does not have; "
                             f"available columns: {available}")
+    clash = sorted(set(available) & set(RESERVED_COLUMNS))
+    if clash:
+        raise DataError(f"column(s) {clash} use names reserved for bookkeeping {list(RESERVED_COLUMNS)}; rename them")
     reserved = {spec.target, spec.row_id, spec.weight}
     features = list(spec.features) or [c for c in available if c not in reserved]
     for column in spec.categorical:
@@ -102,19 +106,27 @@ def with_row_ids(df: DataFrame, name: str = "row_id") -> DataFrame:
 
     if name in df.columns:
         raise DataError(f"column {name!r} already exists; pass another name for the row id column")
-    content = F.xxhash64(*[column(c) for c in df.columns])
+    content = content_hash(df.columns)
     rank = F.row_number().over(Window.partitionBy(content).orderBy(*[column(c).asc_nulls_first() for c in df.columns]))
     return df.withColumn(name, F.xxhash64(content, rank))
+
+
+def content_hash(columns: list[str], *extra: Column) -> Column:
+    """A 64-bit hash of the values of ``columns`` in which a null differs from every value
+    (xxhash64 alone skips nulls, so (1, null) and (null, 1) would collide)."""
+    parts = [part for c in columns for part in (column(c), column(c).isNull())]
+    return F.xxhash64(*parts, *extra)
 
 
 def row_id_column(df: DataFrame, spec: DataSpec) -> Column:
     """An int64 row id: an integer id column as is, any other id hashed, else a hash of the row."""
     if spec.row_id is None:
-        return F.xxhash64(*[column(c) for c in df.columns])
+        return content_hash(df.columns)
     dtype = dict((f.name, f.dataType) for f in df.schema.fields)[spec.row_id]
     if isinstance(dtype, (T.ByteType, T.ShortType, T.IntegerType, T.LongType)):
         return column(spec.row_id).cast("long")
-    return F.xxhash64(column(spec.row_id))
+    # a null id stays null (and is refused), instead of hashing to one shared value
+    return F.when(column(spec.row_id).isNotNull(), F.xxhash64(column(spec.row_id)))
 
 
 def prepare(df: DataFrame, spec: DataSpec) -> Prepared:
@@ -124,7 +136,10 @@ def prepare(df: DataFrame, spec: DataSpec) -> Prepared:
     if columns.auto_categorical:
         notes.append(f"string/boolean feature columns treated as categorical: {list(columns.auto_categorical)}")
     weight = column(spec.weight).cast("double") if spec.weight else F.lit(1.0)
-    selected = [row_id_column(df, spec).alias("_row_id"), weight.alias("_weight"), column(spec.target)]
+    target = column(spec.target)
+    if isinstance(dict((f.name, f.dataType) for f in df.schema.fields)[spec.target], (T.FloatType, T.DoubleType)):
+        target = F.when(~F.isnan(target), target)  # a NaN label is a missing label
+    selected = [row_id_column(df, spec).alias("_row_id"), weight.alias("_weight"), target.alias(spec.target)]
     for c in columns.numeric:
         value = column(c).cast("double")
         selected.append(F.when(F.isnan(value), F.lit(None)).otherwise(value).alias(c))
@@ -133,40 +148,53 @@ def prepare(df: DataFrame, spec: DataSpec) -> Prepared:
     return Prepared(frame, columns, notes)
 
 
-def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[Any], Prepared]:
-    """One aggregation pass over the table, plus small group-bys for target and categorical levels.
-
-    Returns the statistics, the sorted class labels, and the prepared frame with ``_class`` added
-    (rows with a null target removed when ``drop_null_target`` is set).
-    """
-    frame, columns = prepared.frame, prepared.columns
-    target = column(columns.target)
+def _moment_exprs(columns: Columns, weighted: bool) -> list[Column]:
     w = F.col("_weight")
-    exprs = [F.count(F.lit(1)).alias("rows"), F.sum(w).alias("weight"),
-             F.sum(F.when(target.isNull(), 1).otherwise(0)).alias("null_target"),
-             F.sum(F.when(F.col("_row_id").isNull(), 1).otherwise(0)).alias("null_id"),
-             F.sum(F.when(w.isNull() | (w < 0) | F.isnan(w), 1).otherwise(0)).alias("bad_weight")]
-    weighted = spec.weight is not None
+    exprs = [F.count(F.lit(1)).alias("rows"), F.sum(w).alias("weight")]
     for i, c in enumerate(columns.numeric):
         x = column(c)
         exprs += [F.count(x).alias(f"n{i}"), F.min(x).alias(f"lo{i}"), F.max(x).alias(f"hi{i}"),
                   F.sum(F.when(F.abs(x) == F.lit(float("inf")), 1).otherwise(0)).alias(f"inf{i}")]
         if weighted:
             wx = F.when(x.isNotNull(), w)
-            exprs += [F.sum(wx).alias(f"w{i}"), F.sum(wx * x).alias(f"s{i}"), F.sum(wx * x * x).alias(f"q{i}")]
+            exprs += [F.sum(wx).alias(f"w{i}"), F.sum(wx * x).alias(f"s{i}")]
         else:
             exprs += [F.avg(x).alias(f"m{i}"), F.stddev_pop(x).alias(f"sd{i}")]
     for i, c in enumerate(columns.categorical):
         exprs.append(F.count(column(c)).alias(f"c{i}"))
-    row = frame.agg(*exprs).collect()[0].asDict()
+    return exprs
+
+
+def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[Any], Prepared]:
+    """One aggregation pass over the table, plus small group-bys for target and categorical levels.
+
+    Returns the statistics, the sorted class labels, and the prepared frame with ``_class`` added
+    (rows with a null target removed when ``drop_null_target`` is set; the statistics then describe
+    the rows kept). A weight column costs one more pass (a numerically stable weighted variance).
+    """
+    frame, columns = prepared.frame, prepared.columns
+    target = column(columns.target)
+    w = F.col("_weight")
+    weighted = spec.weight is not None
+    checks = [F.sum(F.when(target.isNull(), 1).otherwise(0)).alias("null_target"),
+              F.sum(F.when(F.col("_row_id").isNull(), 1).otherwise(0)).alias("null_id"),
+              F.sum(F.when(w.isNull() | (w < 0) | F.isnan(w) | (w == F.lit(float("inf"))), 1).otherwise(0))
+              .alias("bad_weight")]
+    if spec.row_id is not None:
+        checks.append(F.count_distinct("_row_id").alias("distinct_ids"))
+    row = frame.agg(*_moment_exprs(columns, weighted), *checks).collect()[0].asDict()
     n_rows = int(row["rows"])
     if n_rows == 0:
         raise DataError("the input table is empty (0 rows); check the path, the filter or the Delta version")
     if row["null_id"]:
         raise DataError(f"row id column {spec.row_id!r} has {row['null_id']} null values; fill them or drop data.row_id")
+    if spec.row_id is not None and int(row["distinct_ids"]) < n_rows - int(row["null_id"]):
+        raise DataError(f"row id column {spec.row_id!r} has {n_rows - int(row['distinct_ids'])} duplicate values "
+                        f"({row['distinct_ids']} distinct in {n_rows} rows); ids must be unique: use another column, "
+                        "or with_row_ids(df) to make ids from the data")
     if row["bad_weight"]:
-        raise DataError(f"weight column {spec.weight!r} has {row['bad_weight']} null, NaN or negative values; "
-                        "weights must be non-negative numbers")
+        raise DataError(f"weight column {spec.weight!r} has {row['bad_weight']} null, NaN, infinite or negative "
+                        "values; weights must be finite non-negative numbers")
     notes = list(prepared.notes)
     null_target = int(row["null_target"])
     excluded = 0
@@ -177,40 +205,54 @@ def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[
         frame = frame.where(target.isNotNull())
         excluded = null_target
         notes.append(f"excluded {excluded} rows with a null target {columns.target!r}")
+        row = frame.agg(*_moment_exprs(columns, weighted)).collect()[0].asDict()
+        n_rows = int(row["rows"]) + excluded
+    if not float(row["weight"] or 0.0) > 0:
+        raise DataError(f"the total weight of the rows is {row['weight']}; weight column {spec.weight!r} must have "
+                        "some positive values")
+    if weighted and columns.numeric:
+        means = {i: (float(row[f"s{i}"]) / float(row[f"w{i}"]) if row[f"w{i}"] else 0.0)
+                 for i in range(len(columns.numeric))}
+        spread = [F.sum(F.when(column(c).isNotNull(), w) * (column(c) - F.lit(means[i])) ** 2).alias(f"q{i}")
+                  for i, c in enumerate(columns.numeric)]
+        row.update(frame.agg(*spread).collect()[0].asDict())
     numeric, null_features = {}, {}
     for i, c in enumerate(columns.numeric):
         count = int(row[f"n{i}"])
+        kept = n_rows - excluded
         if count == 0:
             raise DataError(f"feature column {c!r} is null (or NaN) in every row; drop it from data.features")
         if row[f"inf{i}"]:
             raise DataError(f"feature column {c!r} has {row[f'inf{i}']} infinite values; replace them (e.g. by null, "
                             "which is imputed, or by a capped value)")
-        if count < n_rows:
-            null_features[c] = n_rows - count
+        if count < kept:
+            null_features[c] = kept - count
             if spec.missing == "error":
-                raise DataError(f"feature column {c!r} has {n_rows - count} null/NaN values; fill them or set "
+                raise DataError(f"feature column {c!r} has {kept - count} null/NaN values; fill them or set "
                                 "data.missing: impute_mean")
         if weighted:
             total = float(row[f"w{i}"] or 0.0)
             mean = float(row[f"s{i}"]) / total if total > 0 else 0.0
-            var = max(float(row[f"q{i}"]) / total - mean * mean, 0.0) if total > 0 else 0.0
-            std = var ** 0.5
+            std = (max(float(row[f"q{i}"] or 0.0), 0.0) / total) ** 0.5 if total > 0 else 0.0
         else:
             total, mean, std = float(count), float(row[f"m{i}"]), float(row[f"sd{i}"] or 0.0)
         if not (np.isfinite(mean) and np.isfinite(std)):
             raise DataError(f"feature column {c!r} has values too large to standardise (mean {mean!r}, standard "
                             f"deviation {std!r}, range {row[f'lo{i}']!r} to {row[f'hi{i}']!r}); rescale or log-transform it")
-        std = float(stable_round(std))
-        mean = float(stable_round_on(mean, std if std > 0 else abs(mean)))
+        # Spark's sums carry errors of about 1e-16 |mean| that depend on the partitioning: round on grids
+        # coarser than that so every partitioning gives the same encoder (shifts are absorbed by the intercept).
+        noise = abs(mean) * 2.0 ** -16
+        std = float(stable_round_on(std, max(std, noise)))
+        mean = float(stable_round_on(mean, max(std, noise, abs(mean) * 2.0 ** -24)))
         numeric[c] = NumericStats(count, total, mean, std,
                                   float(row[f"lo{i}"]), float(row[f"hi{i}"]))
     for i, c in enumerate(columns.categorical):
         if int(row[f"c{i}"]) == 0:
             raise DataError(f"feature column {c!r} is null in every row; drop it from data.features")
-        if int(row[f"c{i}"]) < n_rows:
-            null_features[c] = n_rows - int(row[f"c{i}"])
+        if int(row[f"c{i}"]) < n_rows - excluded:
+            null_features[c] = n_rows - excluded - int(row[f"c{i}"])
             if spec.missing == "error":
-                raise DataError(f"categorical column {c!r} has {n_rows - int(row[f'c{i}'])} null values; fill "
+                raise DataError(f"categorical column {c!r} has {null_features[c]} null values; fill "
                                 "them or set data.missing: impute_mean (nulls become the level __missing__)")
     categorical = {}
     for c in columns.categorical:
@@ -227,11 +269,14 @@ def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[
     if len(classes_rows) > MAX_CLASSES:
         raise DataError(f"target column {columns.target!r} has {len(classes_rows)} distinct values (more than "
                         f"{MAX_CLASSES}); it looks continuous: use a regression family or bin the target")
-    fractional = [r["t"] for r in classes_rows if isinstance(r["t"], float) and not float(r["t"]).is_integer()]
+    fractional = [r["t"] for r in classes_rows
+                  if isinstance(r["t"], (float, Decimal)) and not float(r["t"]).is_integer()]
     if fractional:
         raise DataError(f"target column {columns.target!r} holds non-integer numbers (e.g. {fractional[0]!r}), "
                         "not class labels; a classifier needs labels: bin the target or use a regression family")
     classes = sorted((r["t"] for r in classes_rows), key=lambda v: (str(type(v)), v))
+    if len(classes) > 50:
+        notes.append(f"target {columns.target!r} has {len(classes)} classes; check it is a label, not a measurement")
     target_counts = {r["t"]: float(r["w"]) for r in classes_rows}
     mapping = F.create_map(*[item for i, v in enumerate(classes) for item in (F.lit(v), F.lit(i))])
     frame = frame.withColumn("_class", mapping[target].cast("long")).drop(columns.target)
@@ -244,7 +289,27 @@ def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[
 
 
 def with_classes(prepared: Prepared, classes: list[Any]) -> DataFrame:
-    """Map the target of a prepared frame (e.g. test data) to class indices; unseen classes become -1."""
+    """Map the target of a prepared frame (e.g. test data) to class indices.
+
+    A null target stays null (callers exclude and count it); a label not seen in training, or of
+    another type, becomes -1.
+    """
     target = column(prepared.columns.target)
-    mapping = F.create_map(*[item for i, v in enumerate(classes) for item in (F.lit(v), F.lit(i))])
-    return prepared.frame.withColumn("_class", F.coalesce(mapping[target].cast("long"), F.lit(-1).cast("long")))
+    key_type = _key_type(classes)
+    mapping = F.create_map(*[item for i, v in enumerate(classes) for item in (F.lit(v).cast(key_type), F.lit(i))])
+    found = mapping[target.try_cast(key_type)]
+    index = F.when(target.isNull(), F.lit(None)).otherwise(F.coalesce(found.cast("long"), F.lit(-1).cast("long")))
+    return prepared.frame.withColumn("_class", index)
+
+
+def _key_type(classes: list[Any]) -> str:
+    first = classes[0]
+    if isinstance(first, bool):
+        return "boolean"
+    if isinstance(first, int):
+        return "long"
+    if isinstance(first, float):
+        return "double"
+    if isinstance(first, Decimal):
+        return "decimal(38,18)"
+    return "string"
