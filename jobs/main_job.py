@@ -1,6 +1,7 @@
 """The main job as a spark-submit entry point (the same as `coreset-spark run`).
 
-    spark-submit jobs/main_job.py run --config conf/demo.yaml
+    PYSPARK_PYTHON=.venv/bin/python spark-submit --jars "$(ls .jars/*.jar | paste -sd, -)" \
+        jobs/main_job.py run --config conf/demo.yaml
 """
 
 from __future__ import annotations
