@@ -20,7 +20,9 @@ from typing import Any
 
 import yaml
 
-FAMILIES = ("logistic", "uniform")
+FAMILIES = ("logistic", "linear", "kmeans", "tree", "pca", "uniform")
+TASKS = ("auto", "classification", "regression", "clustering")
+KMEANS_MODES = ("lightweight", "sensitivity")
 MISSING_POLICIES = ("impute_mean", "error")
 MAX_LEAVES = 1 << 20
 RESERVED_COLUMNS = ("_row_id", "_weight", "_class")
@@ -45,7 +47,8 @@ class DataSpec:
 
     Parameters
     ----------
-    target : the label column (any type for classification).
+    target : the label column (any type for classification, numeric for regression); may be
+        ``None`` for clustering and PCA, which use no target.
     features : feature columns; empty means every column except target, row id and weight.
     categorical : columns one-hot encoded (string and boolean features are categorical anyway).
     row_id : optional column that identifies a row; without it a row's id is a 64-bit hash
@@ -59,12 +62,16 @@ class DataSpec:
     rare_level_fraction : categorical levels seen in fewer than this fraction of rows are
         folded into one ``__other__`` level (levels unseen at build time map there too).
     max_levels : at most this many levels per categorical column are kept (most frequent first).
+    task : ``classification`` (target = class labels), ``regression`` (numeric target),
+        ``clustering`` (no target used) or ``auto``: the task of the coreset family
+        (``linear`` regresses, ``kmeans`` and ``pca`` cluster, ``logistic`` classifies; ``tree`` and
+        ``uniform`` classify unless ``regression`` is set here).
 
     >>> DataSpec(target="y", features=("a", "b")).features
     ('a', 'b')
     """
 
-    target: str
+    target: str | None
     features: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
     row_id: str | None = None
@@ -73,10 +80,14 @@ class DataSpec:
     drop_null_target: bool = False
     rare_level_fraction: float = 0.001
     max_levels: int = 100
+    task: str = "auto"
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.target, str) and bool(self.target),
-                 f"data.target must name the label column, got {self.target!r}")
+        _require(self.target is None or (isinstance(self.target, str) and bool(self.target)),
+                 f"data.target must name the label column (or be null for clustering), got {self.target!r}")
+        _require(self.task in TASKS, f"data.task={self.task!r} is unknown; use one of {TASKS}")
+        _require(self.target is not None or self.task in ("auto", "clustering"),
+                 f"data.task={self.task!r} needs a target column; set data.target")
         for name in ("features", "categorical"):  # one column given as a plain string is a list of one
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
@@ -89,7 +100,7 @@ class DataSpec:
         _require(self.max_levels >= 1, f"data.max_levels={self.max_levels!r} must be at least 1")
         for name in ("row_id", "weight"):
             value = getattr(self, name)
-            _require(value != self.target,
+            _require(value is None or value != self.target,
                      f"data.{name}={value!r} is also the target; name a different column")
         _require(self.target not in self.features,
                  f"data.features includes the target {self.target!r}; remove it from features")
@@ -105,8 +116,14 @@ class CoresetParams:
     Parameters
     ----------
     size : target number of rows of the root coreset (level 0).
-    family : ``logistic`` (square-root leverage importance with class floors) or ``uniform``
-        (the baseline: every row equally likely, no class stratification).
+    family : the model family the coreset serves, which decides each row's importance:
+        ``logistic`` (square-root leverage, class floors; binary and multiclass), ``linear``
+        (leverage of [X, y]; ridge leverage when ``ridge`` > 0), ``kmeans`` (distance to the mean,
+        or sensitivity against a k-means++ solution), ``tree`` (decision trees, random forests,
+        gradient boosting: class x pilot-tree-leaf strata plus the gradient of a pilot model; a
+        heuristic without guarantees), ``pca`` (squared distance to the mean, i.e. length-squared
+        sampling of the centred rows) or ``uniform`` (the baseline: every row equally likely, no
+        stratification).
     seed : base seed; every random choice is a hash of (seed, level, row id).
     fanin : children per tree node.
     levels : number of merge levels below the root; 0 chooses it from the row count so the
@@ -117,6 +134,14 @@ class CoresetParams:
     leaf_fraction : upper bound on the leaf level's expected share of the rows when
         ``levels`` is chosen automatically.
     max_driver_rows : guard on rows collected to the driver by ``get_coreset``.
+    ridge : ``linear`` only: the ridge penalty lambda (on the scale of the weighted loss summed
+        over rows, as scikit-learn's ``Ridge(alpha)``); 0 gives plain leverage.
+    clusters : ``kmeans`` only: k, the number of clusters the coreset is built for (sensitivity mode).
+    kmeans_mode : ``lightweight`` (default: one pass, distance to the global mean; Bachem et al.
+        2018) or ``sensitivity`` (k-means++ on a pilot sample, then sensitivity against it).
+    pilot_rows : rows of the uniform pilot sample collected to the driver for the ``kmeans``
+        sensitivity mode and the ``tree`` family's pilot model.
+    pilot_depth : ``tree`` only: depth of the pilot decision tree whose leaves are strata.
 
     >>> CoresetParams(size=1000, fanin=4).size
     1000
@@ -131,6 +156,11 @@ class CoresetParams:
     min_per_class: int = 10
     leaf_fraction: float = 0.5
     max_driver_rows: int = 2_000_000
+    ridge: float = 0.0
+    clusters: int = 20
+    kmeans_mode: str = "lightweight"
+    pilot_rows: int = 20_000
+    pilot_depth: int = 3
 
     def __post_init__(self) -> None:
         _require(isinstance(self.size, int) and self.size >= 1,
@@ -155,6 +185,45 @@ class CoresetParams:
                  f"coreset.leaf_fraction={self.leaf_fraction!r} must be in (0, 1]")
         _require(self.max_driver_rows >= 1,
                  f"coreset.max_driver_rows={self.max_driver_rows!r} must be positive")
+        _require(isinstance(self.ridge, (int, float)) and self.ridge >= 0,
+                 f"coreset.ridge={self.ridge!r} must be a non-negative number (0: plain least squares)")
+        _require(isinstance(self.clusters, int) and self.clusters >= 1,
+                 f"coreset.clusters={self.clusters!r} must be a positive integer (k of k-means)")
+        _require(self.kmeans_mode in KMEANS_MODES,
+                 f"coreset.kmeans_mode={self.kmeans_mode!r} is unknown; use one of {KMEANS_MODES}")
+        _require(isinstance(self.pilot_rows, int) and self.pilot_rows >= 100,
+                 f"coreset.pilot_rows={self.pilot_rows!r} must be an integer of at least 100")
+        _require(isinstance(self.pilot_depth, int) and 1 <= self.pilot_depth <= 6,
+                 f"coreset.pilot_depth={self.pilot_depth!r} must be an integer from 1 to 6")
+
+    @property
+    def family_task(self) -> str:
+        """The task the family implies: ``classification``, ``regression``, ``clustering`` or ``any``."""
+        return {"logistic": "classification", "linear": "regression", "kmeans": "clustering",
+                "pca": "clustering"}.get(self.family, "any")
+
+
+def resolve_task(spec: DataSpec, params: CoresetParams) -> str:
+    """The task of a build: the data specification's, checked against the family's.
+
+    >>> resolve_task(DataSpec(target=None), CoresetParams(family="kmeans"))
+    'clustering'
+    >>> resolve_task(DataSpec(target="y", task="regression"), CoresetParams(family="uniform"))
+    'regression'
+    """
+    implied = params.family_task
+    if spec.task == "auto":
+        task = "classification" if implied == "any" else implied
+    else:
+        task = spec.task
+        _require(implied in ("any", task),
+                 f"data.task={task!r} does not fit coreset.family={params.family!r} (a {implied} family); "
+                 f"set data.task to {implied!r} or auto, or choose another family")
+    if task == "clustering" and params.family not in ("kmeans", "pca", "uniform"):
+        raise ConfigError(f"coreset.family={params.family!r} needs a target; clustering uses kmeans, pca or uniform")
+    _require(task == "clustering" or spec.target is not None,
+             f"coreset.family={params.family!r} ({task}) needs data.target; name the target column")
+    return task
 
 
 @dataclass(frozen=True)

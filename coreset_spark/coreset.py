@@ -28,8 +28,9 @@ class Coreset:
     """A weighted coreset on the driver.
 
     ``x`` holds the encoded features (standardised numerics, one-hot categoricals; see
-    ``feature_names``), ``y`` the class index (``classes[y]`` is the label), ``weight`` sums to the
-    number of input rows (input weight) the coreset stands for, ``row_id`` the source row ids.
+    ``feature_names``), ``y`` the class index for classification (``classes[y]`` is the label), the
+    target value for regression, zeros for clustering; ``weight`` sums to the number of input rows
+    (input weight) the coreset stands for, ``row_id`` the source row ids.
     """
 
     x: np.ndarray
@@ -39,6 +40,7 @@ class Coreset:
     feature_names: list[str]
     classes: list[Any]
     level: int
+    task: str = "classification"
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -46,16 +48,22 @@ class Coreset:
     def to_pandas(self) -> pd.DataFrame:
         """Features, ``target`` (the original label), ``weight`` and ``row_id`` as a pandas frame."""
         frame = pd.DataFrame(self.x, columns=self.feature_names)
-        frame["target"] = [self.classes[int(i)] for i in self.y]
+        frame["target"] = self.labels()
         frame["weight"] = self.weight
         frame["row_id"] = self.row_id
         return frame
+
+    def labels(self) -> list[Any]:
+        """The target in its original form: class labels, or the regression values."""
+        if self.task == "classification":
+            return [self.classes[int(i)] for i in self.y]
+        return [float(v) for v in self.y]
 
     def to_spark(self, spark: SparkSession) -> DataFrame:
         """The coreset as a Spark DataFrame: ``features`` array, ``target``, ``weight``, ``row_id``."""
         table = pa.table({
             "row_id": pa.array(self.row_id, pa.int64()),
-            "target": pa.array([self.classes[int(i)] for i in self.y]),
+            "target": pa.array(self.labels()),
             "weight": pa.array(self.weight, pa.float64()),
             "features": pa.array(list(self.x), pa.list_(pa.float64())),
         })
@@ -78,6 +86,7 @@ class CoresetTree:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
+    task: str = "classification"
 
     def level_sizes(self) -> dict[int, int]:
         """Rows per level: level 0 is the root (smallest); higher levels are larger and closer to the data."""
@@ -110,18 +119,19 @@ class CoresetTree:
             raise ConfigError(f"level {level} has {size} rows, more than coreset.max_driver_rows="
                               f"{self.params.max_driver_rows}; use a smaller level number or raise the limit")
         table = frame.toArrow().sort_by([("row_id", "ascending")])
+        target = table.column("target").to_numpy()
         return Coreset(
             x=features_matrix(table, self.encoder.width),
-            y=table.column("target").to_numpy().astype(np.int64),
+            y=target.astype(np.int64) if self.task == "classification" else target.astype(np.float64),
             weight=table.column("weight").to_numpy().astype(np.float64),
             row_id=table.column("row_id").to_numpy().astype(np.int64),
-            feature_names=self.encoder.feature_names, classes=list(self.classes), level=level,
+            feature_names=self.encoder.feature_names, classes=list(self.classes), level=level, task=self.task,
         )
 
     def lineage(self) -> dict[str, Any]:
         """What this coreset came from and how it was built (JSON-ready)."""
         return {
-            "source": self.source, "seed": self.params.seed, "params": self.params.__dict__,
+            "source": self.source, "task": self.task, "seed": self.params.seed, "params": self.params.__dict__,
             "spec": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.spec.__dict__.items()},
             "plan": self.plan.__dict__, "rows": self.stats.n_rows, "weight_total": self.stats.weight_total,
             "excluded_rows": self.stats.excluded_rows, "level_sizes": self.level_sizes(),

@@ -6,8 +6,9 @@ checked against the sha256). Tests and CI point ``CORESET_SPARK_DATA_DIR`` at ``
 
 >>> DATASETS["kddcup99"].sha256[:8]
 '7bfaa8ce'
->>> sorted(VARIANTS)
-['adult', 'covertype', 'flights', 'kddcup99', 'kddcup99_multiclass']
+>>> sorted(VARIANTS)  # doctest: +NORMALIZE_WHITESPACE
+['adult', 'california_housing', 'covertype', 'flights', 'flights_airports', 'flights_delay', 'kddcup99',
+ 'kddcup99_multiclass']
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ KDD_COLUMNS = (
     "dst_host_srv_serror_rate dst_host_rerror_rate dst_host_srv_rerror_rate label"
 ).split()
 KDD_CATEGORICAL = ("protocol_type", "service", "flag")
+FLIGHT_FEATURES = ("distance", "hour", "weekday", "day_of_year", "origin", "destination")
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,7 @@ def _read_flights(spark: SparkSession, path: Path) -> DataFrame:
     df = spark.read.parquet(str(spark_readable(path)))
     return df.select(
         (F.col("delay") > 15).cast("int").alias("late"),
+        F.col("delay").cast("double").alias("delay"),
         F.col("distance").cast("double").alias("distance"),
         F.hour("date").cast("double").alias("hour"),
         F.dayofweek("date").cast("double").alias("weekday"),
@@ -217,6 +220,15 @@ VARIANTS: dict[str, Variant] = {
                      "UCI Adult, income >50K; string columns one-hot, '?' kept as a level"),
     "flights": Variant("flights", DataSpec(target="late", features=("distance", "hour", "weekday", "day_of_year")),
                        _read_flights, "3M US flights, late = delay > 15 min; 4 numeric features"),
+    "flights_airports": Variant(
+        "flights", DataSpec(target="late", features=FLIGHT_FEATURES, categorical=("origin", "destination")),
+        _read_flights, "3M US flights, late = delay > 15 min; 4 numeric features, origin and destination one-hot"),
+    "flights_delay": Variant(
+        "flights", DataSpec(target="delay", features=FLIGHT_FEATURES, categorical=("origin", "destination"),
+                            task="regression"),
+        _read_flights, "3M US flights, regression on the delay in minutes; origin and destination one-hot"),
+    "california_housing": Variant("california_housing", DataSpec(target="MedHouseVal", task="regression"),
+                                  _read_parquet, "California housing (1990 census blocks), median house value"),
 }
 
 

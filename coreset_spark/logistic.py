@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 STRATIFIED = True  # the per-class floor applies to this family
+PASSES = ("gram",)
 
 
 def gram(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -57,6 +58,11 @@ def leverage(x: np.ndarray, basis: LeverageBasis) -> np.ndarray:
     return np.einsum("ij,ij->i", projected, projected)
 
 
-def importance(x: np.ndarray, basis: LeverageBasis) -> np.ndarray:
-    """Square-root leverage: the sensitivity bound used for logistic regression."""
-    return np.sqrt(np.maximum(leverage(x, basis), 0.0))
+def make_state(gram_xt: np.ndarray) -> LeverageBasis:
+    """The leverage basis from the build's Gram of [X, 1, t] (the target column is not used)."""
+    return LeverageBasis.from_gram(np.asarray(gram_xt)[:-1, :-1])
+
+
+def importance(basis: LeverageBasis, x: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
+    """Square-root leverage of [x, 1]: the sensitivity bound used for logistic regression."""
+    return np.sqrt(np.maximum(leverage(np.hstack([x, np.ones((x.shape[0], 1))]), basis), 0.0))

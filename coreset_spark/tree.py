@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from coreset_spark import logistic, uniform
-from coreset_spark.encoding import Encoder, with_intercept
+from coreset_spark import kmeans, linear, logistic, pca, trees, uniform
+from coreset_spark.config import CoresetParams
+from coreset_spark.encoding import Encoder
 from coreset_spark.sampling import (
     calibrate_weights,
     first_keys,
@@ -56,6 +57,7 @@ TOTALS_SCHEMA = pa.schema([
     ("node", pa.int64()), ("stratum", pa.int64()), ("rows", pa.int64()), ("weight", pa.float64()),
     ("weighted_importance", pa.float64()), ("first_u", pa.float64()), ("first_key", pa.int64()),
 ])
+PILOT_LEVEL = 1 << 20  # the pilot sample's hash salt: no tree level uses it
 TOTALS_DDL = ("node long, stratum long, rows long, weight double, weighted_importance double, "
               "first_u double, first_key long")
 
@@ -94,7 +96,13 @@ class TreePlan:
 
 @dataclass(frozen=True)
 class Sampler:
-    """Everything a task needs to score and sample rows; plain, picklable data."""
+    """Everything a task needs to score and sample rows; plain, picklable data.
+
+    ``state`` is the family's global context (a leverage basis, a mean, pilot centres, a pilot
+    tree), filled in by the passes the family names in ``passes``: ``gram`` (the Gram of
+    [X, 1, t] over all rows), ``pilot`` (a uniform sample on the driver) and ``sums`` (family
+    partial sums over all rows).
+    """
 
     family: str
     encoder: Encoder
@@ -103,41 +111,85 @@ class Sampler:
     seed: int
     alpha: float = 0.2
     min_per_class: int = 10
-    basis: logistic.LeverageBasis | None = None
+    task: str = "classification"
+    params: CoresetParams = field(default_factory=CoresetParams)
+    n_classes: int = 1
+    state: Any = None
     total_importance: float = 0.0
     total_weight: float = 0.0
 
     @staticmethod
     def create(family: str, encoder: Encoder, plan: TreePlan, n_strata: int, seed: int,
-               alpha: float = 0.2, min_per_class: int = 10) -> Sampler:
-        """A sampler before the global statistics are known."""
-        strata = n_strata if family_module(family).STRATIFIED else 1
-        return Sampler(family, encoder, plan, strata, seed, alpha, min_per_class)
+               alpha: float = 0.2, min_per_class: int = 10, task: str = "classification",
+               params: CoresetParams | None = None) -> Sampler:
+        """A sampler before the global statistics are known (``n_strata``: the number of classes)."""
+        module = family_module(family)
+        strata = n_strata if module.STRATIFIED and task == "classification" else 1
+        params = params or CoresetParams(family=family, seed=seed)
+        return Sampler(family, encoder, plan, strata, seed, alpha, min_per_class, task, params, max(n_strata, 1))
+
+    @property
+    def passes(self) -> tuple[str, ...]:
+        """The global passes this family needs before sampling, in order."""
+        if self.family == "kmeans":
+            return tuple(kmeans.passes(self.params.kmeans_mode))
+        return tuple(family_module(self.family).PASSES)
 
     @property
     def needs_gram(self) -> bool:
         """Whether importance needs the global Gram matrix."""
-        return self.family == "logistic"
+        return "gram" in self.passes
 
     def with_gram(self, g: np.ndarray) -> Sampler:
-        """Attach the global Gram (rounded so any partitioning gives the same result)."""
-        return replace(self, basis=logistic.LeverageBasis.from_gram(stable_gram(g)))
+        """Attach the global Gram of [X, 1, t] (rounded so any partitioning gives the same result)."""
+        g = stable_gram(g)
+        if self.family == "logistic":
+            state: Any = logistic.make_state(g)
+        elif self.family == "linear":
+            state = linear.make_state(g, self.params.ridge)
+        elif self.family == "pca":
+            state = pca.make_state(g)
+        elif self.family == "kmeans":
+            state = kmeans.lightweight_state(g)
+        else:
+            raise RuntimeError(f"family {self.family!r} does not use a Gram")
+        return replace(self, state=state)
+
+    def with_pilot(self, x: np.ndarray, target: np.ndarray, weight: np.ndarray) -> Sampler:
+        """Fit the family's pilot on the pilot sample (rows sorted by row id)."""
+        if self.family == "tree":
+            state = trees.make_state(x, target, weight, self.task, self.n_classes, self.params.pilot_depth, self.seed)
+            return replace(self, state=state, n_strata=trees.n_strata(state))
+        if self.family == "kmeans":
+            return replace(self, state=kmeans.sensitivity_state(
+                kmeans.pilot_centres(x, weight, self.params.clusters, self.seed)))
+        raise RuntimeError(f"family {self.family!r} does not use a pilot sample")
+
+    def partial_sums(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """The family's additive sums over some rows (the ``sums`` pass)."""
+        return kmeans.partial_sums(self.state, x, weight)
+
+    def with_sums(self, sums: np.ndarray) -> Sampler:
+        """Attach the global sums of the ``sums`` pass."""
+        return replace(self, state=kmeans.with_sums(self.state, sums))
 
     def with_totals(self, total_importance: float, total_weight: float) -> Sampler:
         """Attach the global totals S = sum w s and W = sum w."""
         return replace(self, total_importance=float(stable_round(total_importance)),
                        total_weight=float(stable_round(total_weight)))
 
-    def importance(self, x: np.ndarray) -> np.ndarray:
-        """Per-row importance s_i of encoded rows."""
-        if self.family == "logistic":
-            if self.basis is None:
-                raise RuntimeError("the logistic sampler needs the global Gram: call with_gram first")
-            return logistic.importance(with_intercept(x), self.basis)
-        return uniform.importance(x)
+    def importance(self, x: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
+        """Per-row importance s_i of encoded rows (``target``: class index or regression value)."""
+        if self.family != "uniform" and self.state is None:
+            raise RuntimeError(f"the {self.family} sampler needs its global passes {self.passes} first")
+        t = np.zeros(x.shape[0]) if target is None else np.asarray(target, dtype=np.float64)
+        return np.asarray(family_module(self.family).importance(self.state, x, t), dtype=np.float64)
 
-    def strata(self, classes: np.ndarray) -> np.ndarray:
-        """Stratum of each row: its class when the family is stratified, else 0."""
+    def strata(self, classes: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+        """Stratum of each row: its class (and pilot leaf for trees) when stratified, else 0."""
+        if self.family == "tree":
+            assert x is not None, "the tree family's strata need the features"
+            return trees.strata(self.state, classes, x)
         return np.asarray(classes, dtype=np.int64) if self.n_strata > 1 else np.zeros(len(classes), np.int64)
 
     def probabilities(self, weight: np.ndarray, importance: np.ndarray, strata: np.ndarray,
@@ -152,7 +204,9 @@ class Sampler:
 
 def family_module(family: str) -> Any:
     """The pure module holding a family's importance function."""
-    return {"logistic": logistic, "uniform": uniform}[family]
+    modules = {"logistic": logistic, "linear": linear, "kmeans": kmeans, "tree": trees, "pca": pca,
+               "uniform": uniform}
+    return modules[family]
 
 
 @dataclass(frozen=True)
@@ -163,34 +217,72 @@ class Rows:
     classes: np.ndarray
     weight: np.ndarray
     x: np.ndarray
+    target: np.ndarray
 
 
 def encode_batch(batch: pa.RecordBatch | pa.Table, encoder: Encoder) -> Rows:
-    """Read the bookkeeping columns and encode the features of one batch."""
+    """Read the bookkeeping columns and encode the features of one batch.
+
+    ``_target`` (a regression value) is optional; without it the target is the class index.
+    """
+    classes = np.asarray(batch.column("_class").to_numpy(zero_copy_only=False), dtype=np.int64)
+    names = batch.schema.names
+    target = (np.asarray(batch.column("_target").to_numpy(zero_copy_only=False), dtype=np.float64)
+              if "_target" in names else classes.astype(np.float64))
     return Rows(
         keys=np.asarray(batch.column("_row_id").to_numpy(zero_copy_only=False), dtype=np.int64),
-        classes=np.asarray(batch.column("_class").to_numpy(zero_copy_only=False), dtype=np.int64),
+        classes=classes,
         weight=np.asarray(batch.column("_weight").to_numpy(zero_copy_only=False), dtype=np.float64),
         x=encoder.transform(batch),
+        target=target,
     )
 
 
 def gram_of_batches(batches: Iterable[pa.RecordBatch], encoder: Encoder) -> np.ndarray:
-    """Sum of the weighted Gram of [x, 1] over batches (bounded memory: d x d)."""
-    d = encoder.width + 1
+    """Sum of the weighted Gram of [x, 1, t] over batches (bounded memory: (d + 2) x (d + 2))."""
+    d = encoder.width + 2
     total = np.zeros((d, d))
     for batch in batches:
         if batch.num_rows:
             rows = encode_batch(batch, encoder)
-            total += logistic.gram(with_intercept(rows.x), rows.weight)
+            total += logistic.gram(linear.augmented(rows.x, rows.target), rows.weight)
     return total
+
+
+def sums_of_batches(batches: Iterable[pa.RecordBatch], sampler: Sampler) -> np.ndarray | None:
+    """Sum of the family's partial sums over batches (``None`` when there were no rows)."""
+    total = None
+    for batch in batches:
+        if batch.num_rows:
+            rows = encode_batch(batch, sampler.encoder)
+            part = sampler.partial_sums(rows.x, rows.weight)
+            total = part if total is None else total + part
+    return total
+
+
+def pilot_of_batch(batch: pa.RecordBatch | pa.Table, sampler: Sampler, fraction: float) -> pa.Table:
+    """The rows of a batch in the uniform pilot sample (a hash of seed and row id below ``fraction``)."""
+    rows = encode_batch(batch, sampler.encoder)
+    u = row_uniforms(rows.keys, sampler.seed, PILOT_LEVEL)
+    i = np.flatnonzero((u < fraction) & (rows.weight > 0))
+    return coreset_table(-1, np.zeros(len(i), np.int64), rows.keys[i], rows.target[i], rows.classes[i],
+                         rows.weight[i] / fraction, np.full(len(i), fraction), np.zeros(len(i)), rows.x[i])
+
+
+def with_pilot_table(sampler: Sampler, table: pa.Table) -> Sampler:
+    """Fit the sampler's pilot on the collected pilot rows (sorted by row id: order-independent)."""
+    table = _sorted(table)
+    if not table.num_rows:
+        raise ValueError("the pilot sample is empty: the table has no rows with positive weight")
+    return sampler.with_pilot(features_matrix(table, sampler.encoder.width),
+                              table.column("target").to_numpy(), table.column("weight").to_numpy())
 
 
 def totals_of_batch(batch: pa.RecordBatch | pa.Table, sampler: Sampler) -> pa.Table:
     """Per (leaf, stratum): rows, weight, weighted importance and the row with the smallest uniform."""
     rows = encode_batch(batch, sampler.encoder)
-    s = sampler.importance(rows.x)
-    strata = sampler.strata(rows.classes)
+    s = sampler.importance(rows.x, rows.target)
+    strata = sampler.strata(rows.classes, rows.x)
     leaf = leaf_of(rows.keys, sampler.plan.n_leaves)
     u = np.where(rows.weight > 0, row_uniforms(rows.keys, sampler.seed, sampler.plan.levels), 2.0)
     group = leaf * sampler.n_strata + strata
@@ -223,13 +315,13 @@ def features_matrix(table: pa.Table | pa.RecordBatch, width: int) -> np.ndarray:
     return flat.reshape(-1, width) if width else np.zeros((table.num_rows, 0))
 
 
-def coreset_table(level: int, node: np.ndarray, keys: np.ndarray, classes: np.ndarray, strata: np.ndarray,
+def coreset_table(level: int, node: np.ndarray, keys: np.ndarray, target: np.ndarray, strata: np.ndarray,
                   weight: np.ndarray, probability: np.ndarray, importance: np.ndarray, x: np.ndarray) -> pa.Table:
     """Rows of a coreset level in the stored schema."""
     n = len(keys)
     return pa.table({
         "level": np.full(n, level, np.int64), "node": np.asarray(node, np.int64),
-        "row_id": np.asarray(keys, np.int64), "target": np.asarray(classes, np.float64),
+        "row_id": np.asarray(keys, np.int64), "target": np.asarray(target, np.float64),
         "stratum": np.asarray(strata, np.int64), "weight": np.asarray(weight, np.float64),
         "probability": np.asarray(probability, np.float64), "importance": np.asarray(importance, np.float64),
         "features": _features_array(x),
@@ -244,15 +336,15 @@ def sample_leaf_batch(batch: pa.RecordBatch | pa.Table, sampler: Sampler, leaf_w
     first row of each (leaf, stratum), always kept.
     """
     rows = encode_batch(batch, sampler.encoder)
-    s = sampler.importance(rows.x)
-    strata = sampler.strata(rows.classes)
+    s = sampler.importance(rows.x, rows.target)
+    strata = sampler.strata(rows.classes, rows.x)
     leaf = leaf_of(rows.keys, sampler.plan.n_leaves)
     level = sampler.plan.levels
     pi = sampler.probabilities(rows.weight, s, strata, leaf_weight[leaf, strata], level)
     u = row_uniforms(rows.keys, sampler.seed, level)
     chosen = (u < pi) | (np.isin(rows.keys, keep_keys) & (rows.weight > 0))
     i = np.flatnonzero(chosen)
-    return coreset_table(level, leaf[i], rows.keys[i], rows.classes[i], strata[i], rows.weight[i],
+    return coreset_table(level, leaf[i], rows.keys[i], rows.target[i], strata[i], rows.weight[i],
                          pi[i], s[i], rows.x[i])
 
 
@@ -312,10 +404,22 @@ def leaf_totals(totals: pa.Table, sampler: Sampler) -> tuple[np.ndarray, np.ndar
             float(totals.column("weighted_importance").to_numpy().sum()), float(leaf_weight.sum()))
 
 
+def pilot_fraction(sampler: Sampler, n_rows: int) -> float:
+    """Share of the rows drawn into the pilot sample (about ``params.pilot_rows`` rows)."""
+    return min(1.0, sampler.params.pilot_rows / max(n_rows, 1))
+
+
 def build_in_memory(table: pa.Table, sampler: Sampler) -> dict[int, pa.Table]:
     """Run the whole tree on one Arrow table without Spark: {level: rows}. For tests and small data."""
-    if sampler.needs_gram:
-        sampler = sampler.with_gram(gram_of_batches(table.to_batches(), sampler.encoder))
+    for name in sampler.passes:
+        if name == "gram":
+            sampler = sampler.with_gram(gram_of_batches(table.to_batches(), sampler.encoder))
+        elif name == "pilot":
+            fraction = pilot_fraction(sampler, table.num_rows)
+            sampler = with_pilot_table(sampler, pilot_of_batch(table, sampler, fraction))
+        elif name == "sums":
+            sums = sums_of_batches(table.to_batches(), sampler)
+            sampler = sampler.with_sums(sums if sums is not None else np.zeros(0))
     totals = totals_of_batch(table, sampler)
     leaf_weight, keep, s_total, w_total = leaf_totals(totals, sampler)
     sampler = sampler.with_totals(s_total, w_total)

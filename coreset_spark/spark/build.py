@@ -3,8 +3,11 @@
 Passes over the input:
 
 1. statistics (:func:`coreset_spark.spark.frame.compute_stats`): counts, classes, means, scales, levels;
-2. the Gram matrix of the encoded rows (logistic family), one d x d partial per partition;
-3. per (leaf, class) totals: weight, importance, the row kept for sure;
+2. the family's global passes (:attr:`coreset_spark.tree.Sampler.passes`): the Gram matrix of
+   [X, 1, t] (logistic, linear, pca, lightweight k-means), one d x d partial per partition; a
+   uniform pilot sample collected to the driver (tree pilot model, k-means++ centres); family
+   sums (k-means cluster weights and costs);
+3. per (leaf, stratum) totals: weight, importance, the row kept for sure;
 4. ``mapInArrow`` samples every partition batch by batch into leaves; ``groupBy(node)
    .applyInArrow`` calibrates each leaf and then merges ``fanin`` children per node, level by
    level, up to the root.
@@ -26,7 +29,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from coreset_spark.config import CoresetParams, DataSpec
+from coreset_spark.config import CoresetParams, DataSpec, resolve_task
 from coreset_spark.encoding import Encoder
 from coreset_spark.spark.frame import Prepared, column, compute_stats, prepare
 from coreset_spark.tree import (
@@ -39,9 +42,13 @@ from coreset_spark.tree import (
     calibrate_leaf,
     gram_of_batches,
     leaf_totals,
+    pilot_fraction,
+    pilot_of_batch,
     reduce_node,
     sample_leaf_batch,
+    sums_of_batches,
     totals_of_batch,
+    with_pilot_table,
 )
 
 if TYPE_CHECKING:
@@ -68,7 +75,7 @@ class Stages:
 
 
 def _gram(frame: DataFrame, encoder: Encoder) -> np.ndarray:
-    d = encoder.width + 1
+    d = encoder.width + 2
 
     def partial_gram(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         first = next(batches, None)
@@ -82,6 +89,27 @@ def _gram(frame: DataFrame, encoder: Encoder) -> np.ndarray:
     for values in parts.column("gram").to_pylist():
         total += np.asarray(values, dtype=np.float64).reshape(d, d)
     return total
+
+
+def _sums(frame: DataFrame, sampler: Sampler) -> np.ndarray:
+    def partial_sums(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        total = sums_of_batches(batches, sampler)
+        if total is not None:
+            yield pa.RecordBatch.from_arrays([pa.array([total], pa.list_(pa.float64()))], ["sums"])
+
+    parts = frame.mapInArrow(partial_sums, "sums array<double>").toArrow().column("sums").to_pylist()
+    return np.sum([np.asarray(p, dtype=np.float64) for p in parts], axis=0)
+
+
+def _pilot(frame: DataFrame, sampler: Sampler, n_rows: int) -> Sampler:
+    fraction = pilot_fraction(sampler, n_rows)
+
+    def sample(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows:
+                yield from pilot_of_batch(batch, sampler, fraction).to_batches()
+
+    return with_pilot_table(sampler, frame.mapInArrow(sample, CORESET_DDL).toArrow())
 
 
 def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -138,18 +166,24 @@ def build_tree(df: DataFrame, spec: DataSpec, params: CoresetParams, progress: P
     from coreset_spark.coreset import CoresetTree
 
     stages = Stages(progress)
+    task = resolve_task(spec, params)
     prepared: Prepared = prepare(df, spec)
-    stats, classes, prepared = stages.run("statistics pass", lambda: compute_stats(prepared, spec))
+    stats, classes, prepared = stages.run("statistics pass", lambda: compute_stats(prepared, spec, task))
     encoder = Encoder.fit(stats, prepared.columns.numeric, prepared.columns.categorical,
                           spec.rare_level_fraction, spec.max_levels)
     task_encoder, names = encoder.with_safe_names()
-    frame = prepared.frame.select("_row_id", "_class", "_weight",
+    frame = prepared.frame.select("_row_id", "_class", "_weight", "_target",
                                   *[column(c).alias(f"_c{i}") for i, c in enumerate(names)])
     plan = TreePlan.choose(stats.n_rows, params.size, params.fanin, params.leaf_fraction, params.levels)
     sampler = Sampler.create(params.family, task_encoder, plan, len(classes), params.seed,
-                             params.uniform_floor, params.min_per_class)
-    if sampler.needs_gram:
-        sampler = sampler.with_gram(stages.run("Gram pass", lambda: _gram(frame, task_encoder)))
+                             params.uniform_floor, params.min_per_class, task, params)
+    for name in sampler.passes:
+        if name == "gram":
+            sampler = sampler.with_gram(stages.run("Gram pass", lambda: _gram(frame, task_encoder)))
+        elif name == "pilot":
+            sampler = stages.run("pilot sample and model", lambda: _pilot(frame, sampler, stats.n_rows))
+        elif name == "sums":
+            sampler = sampler.with_sums(stages.run(f"{params.family} sums pass", lambda: _sums(frame, sampler)))
     totals = stages.run("importance totals pass", lambda: _totals(frame, sampler))
     leaf_weight, keep, s_total, w_total = leaf_totals(totals, sampler)
     sampler = sampler.with_totals(s_total, w_total)
@@ -170,7 +204,7 @@ def build_tree(df: DataFrame, spec: DataSpec, params: CoresetParams, progress: P
         merged = _merge_level(levels[level + 1], level_sampler, level)
         levels[level] = stages.run(f"merge level {level} (fan-in {plan.fanin})", partial(materialise, merged))
     nodes = stages.run("node table", lambda: _node_table(levels, plan))
-    return CoresetTree(levels=levels, nodes=nodes, encoder=encoder, classes=list(classes), spec=spec,
+    return CoresetTree(levels=levels, nodes=nodes, encoder=encoder, classes=list(classes), spec=spec, task=task,
                        params=params, plan=plan, stats=stats, notes=prepared.notes, timings=stages.seconds,
                        source=dict(source or {}), sampler=sampler)
 

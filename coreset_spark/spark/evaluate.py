@@ -51,6 +51,33 @@ def collect_encoded(df: DataFrame, tree: Any) -> tuple[np.ndarray, np.ndarray, n
     return encoder.transform(table), y, np.asarray(table.column("_weight").to_numpy(zero_copy_only=False))
 
 
+def collect_rows(df: DataFrame, tree: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All usable rows of ``df`` encoded like the coreset, on the driver: (x, target, weight).
+
+    The target is the class index for classification (a label unseen in training is -1), the
+    numeric value for regression and zeros for clustering; rows with a null (or, for regression,
+    NaN) target are left out. For baselines and benchmarks on data that fit in memory.
+    """
+    if tree.task == "classification":
+        return collect_encoded(df, tree)
+    encoder: Encoder = tree.encoder
+    target = tree.spec.target if tree.task == "regression" else None
+    spec = replace(tree.spec, target=target, features=tuple(encoder.input_columns),
+                   categorical=tuple(encoder.categorical), row_id=None, drop_null_target=True)
+    prepared = prepare(df, spec)
+    frame = prepared.frame
+    if target is not None:
+        value = column(target).cast("double")
+        frame = frame.where(value.isNotNull() & ~F.isnan(value)).withColumn("_target", value)
+    else:
+        frame = frame.withColumn("_target", F.lit(0.0))
+    table = frame.select("_target", "_weight", *[column(c).alias(f"_c{i}")
+                                                 for i, c in enumerate(encoder.input_columns)]).toArrow()
+    safe, _ = encoder.with_safe_names()
+    t = np.asarray(table.column("_target").to_numpy(zero_copy_only=False), dtype=np.float64)
+    return safe.transform(table), t, np.asarray(table.column("_weight").to_numpy(zero_copy_only=False))
+
+
 def evaluate_many(models: dict[str, Any], df: DataFrame, tree: Any) -> dict[str, dict[str, float]]:
     """Metrics of several models in one pass over ``df``.
 

@@ -34,7 +34,7 @@ def column(name: str) -> Column:
 class Columns:
     """The resolved roles of the columns."""
 
-    target: str
+    target: str | None
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     auto_categorical: tuple[str, ...] = ()
@@ -52,7 +52,7 @@ class Prepared:
 def resolve_columns(df: DataFrame, spec: DataSpec) -> Columns:
     """Check the named columns exist and have usable types; pick default features."""
     available = df.columns
-    named = [("target", spec.target)] + [("row_id", spec.row_id), ("weight", spec.weight)]
+    named = [("target", spec.target), ("row_id", spec.row_id), ("weight", spec.weight)]
     named += [("features", c) for c in spec.features] + [("categorical", c) for c in spec.categorical]
     for role, column in named:
         if column is not None and column not in available:
@@ -90,7 +90,7 @@ def resolve_columns(df: DataFrame, spec: DataSpec) -> Columns:
                             "data.features")
     if spec.weight is not None and not isinstance(fields[spec.weight], NUMERIC_TYPES):
         raise DataError(f"data.weight column {spec.weight!r} has type {types[spec.weight]}; it must be numeric")
-    if isinstance(fields[spec.target], (T.ArrayType, T.MapType, T.StructType, T.BinaryType)):
+    if spec.target is not None and isinstance(fields[spec.target], (T.ArrayType, T.MapType, T.StructType, T.BinaryType)):
         raise DataError(f"target column {spec.target!r} has type {types[spec.target]}; "
                         "it must hold class labels (string, integer, boolean)")
     return Columns(spec.target, tuple(numeric), tuple(categorical), tuple(auto))
@@ -136,10 +136,12 @@ def prepare(df: DataFrame, spec: DataSpec) -> Prepared:
     if columns.auto_categorical:
         notes.append(f"string/boolean feature columns treated as categorical: {list(columns.auto_categorical)}")
     weight = column(spec.weight).cast("double") if spec.weight else F.lit(1.0)
-    target = column(spec.target)
-    if isinstance(dict((f.name, f.dataType) for f in df.schema.fields)[spec.target], (T.FloatType, T.DoubleType)):
-        target = F.when(~F.isnan(target), target)  # a NaN label is a missing label
-    selected = [row_id_column(df, spec).alias("_row_id"), weight.alias("_weight"), target.alias(spec.target)]
+    selected = [row_id_column(df, spec).alias("_row_id"), weight.alias("_weight")]
+    if spec.target is not None:
+        target = column(spec.target)
+        if isinstance(dict((f.name, f.dataType) for f in df.schema.fields)[spec.target], (T.FloatType, T.DoubleType)):
+            target = F.when(~F.isnan(target), target)  # a NaN label is a missing label
+        selected.append(target.alias(spec.target))
     for c in columns.numeric:
         value = column(c).cast("double")
         selected.append(F.when(F.isnan(value), F.lit(None)).otherwise(value).alias(c))
@@ -165,18 +167,32 @@ def _moment_exprs(columns: Columns, weighted: bool) -> list[Column]:
     return exprs
 
 
-def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[Any], Prepared]:
+def compute_stats(prepared: Prepared, spec: DataSpec, task: str = "classification"
+                  ) -> tuple[TableStats, list[Any], Prepared]:
     """One aggregation pass over the table, plus small group-bys for target and categorical levels.
 
-    Returns the statistics, the sorted class labels, and the prepared frame with ``_class`` added
-    (rows with a null target removed when ``drop_null_target`` is set; the statistics then describe
-    the rows kept). A weight column costs one more pass (a numerically stable weighted variance).
+    Returns the statistics, the sorted class labels (empty unless ``task`` is classification), and
+    the prepared frame with ``_class`` (class index; 0 without classes) and ``_target`` (the class
+    index, the regression value, or 0 for clustering) added; rows with a null target are removed
+    when ``drop_null_target`` is set (the statistics then describe the rows kept). A weight column
+    costs one more pass (a numerically stable weighted variance).
     """
     frame, columns = prepared.frame, prepared.columns
-    target = column(columns.target)
+    if task == "clustering" or columns.target is None:
+        task = "clustering"
+        if columns.target is not None:
+            frame = frame.drop(columns.target)
+            columns = Columns(None, columns.numeric, columns.categorical, columns.auto_categorical)
+    if task == "regression":
+        _check_numeric_target(frame, columns)
+    target = column(columns.target) if columns.target is not None else F.lit(0)
     w = F.col("_weight")
     weighted = spec.weight is not None
-    checks = [F.sum(F.when(target.isNull(), 1).otherwise(0)).alias("null_target"),
+    if task == "regression":
+        bad_target = target.isNull() | F.isnan(target) | (F.abs(target) == F.lit(float("inf")))
+    else:
+        bad_target = target.isNull()
+    checks = [F.sum(F.when(bad_target, 1).otherwise(0)).alias("null_target"),
               F.sum(F.when(F.col("_row_id").isNull(), 1).otherwise(0)).alias("null_id"),
               F.sum(F.when(w.isNull() | (w < 0) | F.isnan(w) | (w == F.lit(float("inf"))), 1).otherwise(0))
               .alias("bad_weight")]
@@ -202,9 +218,10 @@ def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[
     excluded = 0
     if null_target:
         if not spec.drop_null_target:
-            raise DataError(f"target column {columns.target!r} has {null_target} null values out of {n_rows} rows; "
+            what = "null, NaN or infinite" if task == "regression" else "null"
+            raise DataError(f"target column {columns.target!r} has {null_target} {what} values out of {n_rows} rows; "
                             "fix them, or set data.drop_null_target: true to exclude those rows (they are counted)")
-        frame = frame.where(target.isNotNull())
+        frame = frame.where(~bad_target)
         excluded = null_target
         notes.append(f"excluded {excluded} rows with a null target {columns.target!r}")
         row = frame.agg(*_moment_exprs(columns, weighted)).collect()[0].asDict()
@@ -262,6 +279,16 @@ def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[
         counts = (frame.groupBy(level).count().orderBy(F.desc("count"), F.asc("level"))
                   .limit(spec.max_levels + 1).collect())
         categorical[c] = {r["level"]: int(r["count"]) for r in counts}
+    if task != "classification":
+        frame = frame.withColumn("_class", F.lit(0).cast("long")).withColumn("_target", target.cast("double"))
+        if columns.target is not None:
+            frame = frame.drop(columns.target)
+        stats = TableStats(n_rows=n_rows - excluded, weight_total=float(row["weight"]), target_counts={},
+                           numeric=numeric, categorical=categorical, null_target=null_target,
+                           excluded_rows=excluded, null_features=null_features)
+        if null_features:
+            notes.append(f"null feature values imputed ({spec.missing}): {null_features}")
+        return stats, [], Prepared(frame, columns, notes)
     classes_rows = frame.groupBy(target.alias("t")).agg(F.count(F.lit(1)).alias("n"), F.sum(w).alias("w")).collect()
     classes_rows = [r for r in classes_rows if r["t"] is not None]
     if len(classes_rows) < 2:
@@ -281,7 +308,8 @@ def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[
         notes.append(f"target {columns.target!r} has {len(classes)} classes; check it is a label, not a measurement")
     target_counts = {r["t"]: float(r["w"]) for r in classes_rows}
     mapping = F.create_map(*[item for i, v in enumerate(classes) for item in (F.lit(v), F.lit(i))])
-    frame = frame.withColumn("_class", mapping[target].cast("long")).drop(columns.target)
+    frame = (frame.withColumn("_class", mapping[target].cast("long"))
+             .withColumn("_target", F.col("_class").cast("double")).drop(str(columns.target)))
     stats = TableStats(n_rows=n_rows - excluded, weight_total=float(sum(target_counts.values())),
                        target_counts=target_counts, numeric=numeric, categorical=categorical,
                        null_target=null_target, excluded_rows=excluded, null_features=null_features)
@@ -290,12 +318,21 @@ def compute_stats(prepared: Prepared, spec: DataSpec) -> tuple[TableStats, list[
     return stats, classes, Prepared(frame, columns, notes)
 
 
+def _check_numeric_target(frame: DataFrame, columns: Columns) -> None:
+    dtype = dict((f.name, f.dataType) for f in frame.schema.fields)[str(columns.target)]
+    if not isinstance(dtype, NUMERIC_TYPES):
+        raise DataError(f"target column {columns.target!r} has type {dtype.simpleString()}; regression needs a numeric "
+                        "target: cast it to double, or use a classification family (logistic, tree)")
+
+
 def with_classes(prepared: Prepared, classes: list[Any]) -> DataFrame:
     """Map the target of a prepared frame (e.g. test data) to class indices.
 
     A null target stays null (callers exclude and count it); a label not seen in training, or of
     another type, becomes -1.
     """
+    if prepared.columns.target is None:
+        raise DataError("this data has no target column (clustering); class indices need data.target")
     target = column(prepared.columns.target)
     key_type = _key_type(classes)
     mapping = F.create_map(*[item for i, v in enumerate(classes) for item in (F.lit(v).cast(key_type), F.lit(i))])
