@@ -8,7 +8,7 @@ DATA_DIR ?= $(abspath ../shared/data)
 export CORESET_SPARK_DATA_DIR ?= $(if $(wildcard $(DATA_DIR)/README.md),$(DATA_DIR),)
 export CORESET_SPARK_JARS_DIR := $(abspath $(JARS))
 
-.PHONY: setup jars demo test lint typecheck benchmark clean
+.PHONY: setup jars demo test lint typecheck benchmark benchmark-quality clean
 
 setup: $(VENV)/.installed
 
@@ -43,6 +43,9 @@ lint: setup
 
 benchmark: setup jars
 	$(BIN)/python jobs/benchmark_logistic.py --config conf/benchmark_logistic.yaml
+
+benchmark-quality: setup jars
+	$(BIN)/python jobs/benchmark_quality.py --config conf/benchmark_quality.yaml
 
 clean:
 	rm -rf $(VENV) $(JARS) output spark-warehouse

@@ -142,6 +142,12 @@ class CoresetParams:
     pilot_rows : rows of the uniform pilot sample collected to the driver for the ``kmeans``
         sensitivity mode and the ``tree`` family's pilot model.
     pilot_depth : ``tree`` only: depth of the pilot decision tree whose leaves are strata.
+    class_weight : classification only: ``None``, ``balanced`` (n / (k n_c)) or a mapping
+        {label: factor}, as in scikit-learn. The build multiplies each row's input weight by its
+        class's factor, so importances and the sample follow the class-weighted loss; the coreset's
+        weights then sum, per class, to factor x rows. ``get_coreset(level, remove_class_weight=True)``
+        divides the factor back out (weights sum to the rows again), for a model fitted with its
+        own ``class_weight``.
 
     >>> CoresetParams(size=1000, fanin=4).size
     1000
@@ -161,6 +167,7 @@ class CoresetParams:
     kmeans_mode: str = "lightweight"
     pilot_rows: int = 20_000
     pilot_depth: int = 3
+    class_weight: str | Mapping[Any, float] | None = None
 
     def __post_init__(self) -> None:
         _require(isinstance(self.size, int) and self.size >= 1,
@@ -195,6 +202,33 @@ class CoresetParams:
                  f"coreset.pilot_rows={self.pilot_rows!r} must be an integer of at least 100")
         _require(isinstance(self.pilot_depth, int) and 1 <= self.pilot_depth <= 6,
                  f"coreset.pilot_depth={self.pilot_depth!r} must be an integer from 1 to 6")
+        cw = self.class_weight
+        _require(cw is None or cw == "balanced" or (isinstance(cw, Mapping) and all(
+            isinstance(v, (int, float)) and v > 0 for v in cw.values())),
+            f"coreset.class_weight={cw!r} must be null, 'balanced' or a mapping of label to a positive factor")
+
+    def class_factors(self, classes: list[Any], counts: Mapping[Any, float]) -> list[float]:
+        """The factor of each class (in the order of ``classes``); 1.0 without class weights.
+
+        Mapping keys match a label or its string form (YAML keys are strings); a label the
+        mapping does not name is an error.
+
+        >>> CoresetParams(class_weight="balanced").class_factors(["a", "b"], {"a": 30.0, "b": 10.0})
+        [0.6666666666666666, 2.0]
+        """
+        cw = self.class_weight
+        if cw is None:
+            return [1.0] * len(classes)
+        if cw == "balanced":
+            total = float(sum(counts.values()))
+            return [total / (len(classes) * float(counts[c])) for c in classes]
+        assert isinstance(cw, Mapping)
+        by_text = {str(k): float(v) for k, v in cw.items()}
+        missing = [c for c in classes if c not in cw and str(c) not in by_text]
+        if missing:
+            raise ConfigError(f"coreset.class_weight has no factor for class(es) {missing[:5]}; give every class "
+                              f"{[str(c) for c in classes][:10]} a factor, or use 'balanced'")
+        return [float(cw[c]) if c in cw else by_text[str(c)] for c in classes]
 
     @property
     def family_task(self) -> str:

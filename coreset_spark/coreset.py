@@ -87,6 +87,7 @@ class CoresetTree:
     timings: dict[str, float] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     task: str = "classification"
+    class_factors: list[float] = field(default_factory=list)
 
     def level_sizes(self) -> dict[int, int]:
         """Rows per level: level 0 is the root (smallest); higher levels are larger and closer to the data."""
@@ -111,8 +112,12 @@ class CoresetTree:
                               "(0 is the root, the smallest)")
         return self.levels[level]
 
-    def get_coreset(self, level: int = 0) -> Coreset:
-        """Collect the coreset of ``level`` to the driver (guarded by ``params.max_driver_rows``)."""
+    def get_coreset(self, level: int = 0, remove_class_weight: bool = False) -> Coreset:
+        """Collect the coreset of ``level`` to the driver (guarded by ``params.max_driver_rows``).
+
+        With ``params.class_weight`` set, the weights include the class factors;
+        ``remove_class_weight=True`` divides them back out (weights then sum to the rows per class).
+        """
         size = self.level_sizes().get(level)
         frame = self.level_frame(level)
         if size is not None and size > self.params.max_driver_rows:
@@ -120,10 +125,13 @@ class CoresetTree:
                               f"{self.params.max_driver_rows}; use a smaller level number or raise the limit")
         table = frame.toArrow().sort_by([("row_id", "ascending")])
         target = table.column("target").to_numpy()
+        weight = table.column("weight").to_numpy().astype(np.float64)
+        if remove_class_weight and self.params.class_weight is not None and self.class_factors:
+            weight = weight / np.asarray(self.class_factors)[target.astype(np.int64)]
         return Coreset(
             x=features_matrix(table, self.encoder.width),
             y=target.astype(np.int64) if self.task == "classification" else target.astype(np.float64),
-            weight=table.column("weight").to_numpy().astype(np.float64),
+            weight=weight,
             row_id=table.column("row_id").to_numpy().astype(np.int64),
             feature_names=self.encoder.feature_names, classes=list(self.classes), level=level, task=self.task,
         )
@@ -131,7 +139,8 @@ class CoresetTree:
     def lineage(self) -> dict[str, Any]:
         """What this coreset came from and how it was built (JSON-ready)."""
         return {
-            "source": self.source, "task": self.task, "seed": self.params.seed, "params": self.params.__dict__,
+            "source": self.source, "task": self.task, "seed": self.params.seed,
+            "class_factors": self.class_factors, "params": self.params.__dict__,
             "spec": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.spec.__dict__.items()},
             "plan": self.plan.__dict__, "rows": self.stats.n_rows, "weight_total": self.stats.weight_total,
             "excluded_rows": self.stats.excluded_rows, "level_sizes": self.level_sizes(),

@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from coreset_spark import datasets
-from coreset_spark.config import CoresetParams, DataError, DataSpec
+from coreset_spark.config import ConfigError, CoresetParams, DataError, DataSpec
 from coreset_spark.driver import fit_weighted
 from coreset_spark.spark.build import build_tree
 from coreset_spark.spark.evaluate import collect_rows
@@ -116,3 +116,23 @@ def test_regression_target_errors(spark, housing):
     kept = build_tree(bad, DataSpec(target="MedHouseVal", row_id="rid", drop_null_target=True),
                       CoresetParams(family="linear", size=100, levels=1))
     assert kept.stats.excluded_rows == bad.where(F.isnan("MedHouseVal")).count() > 0
+
+
+def test_class_weighted_build_and_removing_the_factor(adult):
+    df, spec = adult
+    spec = DataSpec(**{**spec.__dict__, "row_id": "rid"})
+    counts = {r["income"]: r["count"] for r in df.groupBy("income").count().collect()}
+    tree = build_tree(df, spec, CoresetParams(size=400, family="logistic", seed=3, fanin=4, levels=1,
+                                              class_weight="balanced"))
+    n, k = sum(counts.values()), len(counts)
+    for level in tree.level_sizes():
+        c = tree.get_coreset(level)
+        for i, label in enumerate(c.classes):  # balanced: every class weighs n / k
+            assert c.weight[c.y == i].sum() == pytest.approx(n / k, rel=1e-9)
+        plain = tree.get_coreset(level, remove_class_weight=True)
+        for i, label in enumerate(plain.classes):
+            assert plain.weight[plain.y == i].sum() == pytest.approx(counts[label], rel=1e-9)
+    with pytest.raises(ConfigError, match="class_weight has no factor"):
+        build_tree(df, spec, CoresetParams(size=100, class_weight={c: 2.0 for c in list(counts)[:1]}))
+    with pytest.raises(ConfigError, match="class_weight"):
+        CoresetParams(class_weight={"a": -1.0})

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -169,6 +170,10 @@ def build_tree(df: DataFrame, spec: DataSpec, params: CoresetParams, progress: P
     task = resolve_task(spec, params)
     prepared: Prepared = prepare(df, spec)
     stats, classes, prepared = stages.run("statistics pass", lambda: compute_stats(prepared, spec, task))
+    factors = params.class_factors(list(classes), stats.target_counts) if task == "classification" else []
+    if params.class_weight is not None and task == "classification":
+        factor = F.element_at(F.array(*[F.lit(f) for f in factors]), F.col("_class").cast("int") + 1)
+        prepared = replace(prepared, frame=prepared.frame.withColumn("_weight", F.col("_weight") * factor))
     encoder = Encoder.fit(stats, prepared.columns.numeric, prepared.columns.categorical,
                           spec.rare_level_fraction, spec.max_levels)
     task_encoder, names = encoder.with_safe_names()
@@ -206,7 +211,7 @@ def build_tree(df: DataFrame, spec: DataSpec, params: CoresetParams, progress: P
     nodes = stages.run("node table", lambda: _node_table(levels, plan))
     return CoresetTree(levels=levels, nodes=nodes, encoder=encoder, classes=list(classes), spec=spec, task=task,
                        params=params, plan=plan, stats=stats, notes=prepared.notes, timings=stages.seconds,
-                       source=dict(source or {}), sampler=sampler)
+                       source=dict(source or {}), sampler=sampler, class_factors=factors)
 
 
 def _level_totals(frame: DataFrame) -> tuple[float, float]:
