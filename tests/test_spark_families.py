@@ -127,7 +127,7 @@ def test_class_weighted_build_and_removing_the_factor(adult):
     n, k = sum(counts.values()), len(counts)
     for level in tree.level_sizes():
         c = tree.get_coreset(level)
-        for i, label in enumerate(c.classes):  # balanced: every class weighs n / k
+        for i in range(len(c.classes)):  # balanced: every class weighs n / k
             assert c.weight[c.y == i].sum() == pytest.approx(n / k, rel=1e-9)
         plain = tree.get_coreset(level, remove_class_weight=True)
         for i, label in enumerate(plain.classes):
