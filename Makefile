@@ -8,7 +8,7 @@ DATA_DIR ?= $(abspath ../shared/data)
 export CORESET_SPARK_DATA_DIR ?= $(if $(wildcard $(DATA_DIR)/README.md),$(DATA_DIR),)
 export CORESET_SPARK_JARS_DIR := $(abspath $(JARS))
 
-.PHONY: setup jars demo test lint typecheck benchmark benchmark-quality clean
+.PHONY: setup jars demo test lint typecheck benchmark benchmark-quality benchmark-tree clean
 
 setup: $(VENV)/.installed
 
@@ -46,6 +46,9 @@ benchmark: setup jars
 
 benchmark-quality: setup jars
 	$(BIN)/python jobs/benchmark_quality.py --config conf/benchmark_quality.yaml
+
+benchmark-tree: setup jars
+	$(BIN)/python jobs/benchmark_tree.py --config conf/benchmark_tree.yaml
 
 clean:
 	rm -rf $(VENV) $(JARS) output spark-warehouse

@@ -148,6 +148,9 @@ class CoresetParams:
         weights then sum, per class, to factor x rows. ``get_coreset(level, remove_class_weight=True)``
         divides the factor back out (weights sum to the rows again), for a model fitted with its
         own ``class_weight``.
+    holdout_fraction : share of the rows (a hash of seed and row id) set aside as a uniform hold-out
+        sample, kept per leaf beside the tree and left out of it, for validating models trained
+        on the coreset (``tree.get_validation()``); 0 (default) keeps none.
 
     >>> CoresetParams(size=1000, fanin=4).size
     1000
@@ -168,6 +171,7 @@ class CoresetParams:
     pilot_rows: int = 20_000
     pilot_depth: int = 3
     class_weight: str | Mapping[Any, float] | None = None
+    holdout_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         _require(isinstance(self.size, int) and self.size >= 1,
@@ -206,6 +210,8 @@ class CoresetParams:
         _require(cw is None or cw == "balanced" or (isinstance(cw, Mapping) and all(
             isinstance(v, (int, float)) and v > 0 for v in cw.values())),
             f"coreset.class_weight={cw!r} must be null, 'balanced' or a mapping of label to a positive factor")
+        _require(isinstance(self.holdout_fraction, (int, float)) and 0.0 <= self.holdout_fraction < 0.5,
+                 f"coreset.holdout_fraction={self.holdout_fraction!r} must be in [0, 0.5); 0.01 to 0.05 is usual")
 
     def class_factors(self, classes: list[Any], counts: Mapping[Any, float]) -> list[float]:
         """The factor of each class (in the order of ``classes``); 1.0 without class weights.

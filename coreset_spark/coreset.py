@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +19,9 @@ from pyspark.sql import functions as F
 
 from coreset_spark.config import ConfigError, CoresetParams, DataSpec
 from coreset_spark.encoding import Encoder, TableStats
-from coreset_spark.tree import Sampler, TreePlan, features_matrix
+from coreset_spark.tree import BuildContext, Sampler, TreePlan, features_matrix
+
+ROW_ID_SCHEMA = pa.schema([("row_id", pa.int64())])
 
 
 @dataclass
@@ -71,8 +72,25 @@ class Coreset:
 
 
 @dataclass
+class StoreRef:
+    """Where a tree was last saved or loaded from: path, format and table version."""
+
+    path: str
+    format: str
+    version: int
+
+
+@dataclass
 class CoresetTree:
-    """Every level of a built coreset tree (Spark frames, persisted) and what built it."""
+    """Every level of a built coreset tree (Spark frames) and what built it.
+
+    Besides the levels, a tree keeps what it needs to be saved, loaded and updated without its
+    input: the build ``context`` (global statistics, per-leaf totals), the ``batches`` of rows it
+    was built from (batch 0 is the first build, later ones come from :meth:`partial_build`), the
+    ids of later batches' rows (``batch_index``), an optional hold-out sample (``validation``), the
+    rows marked as reviewed (``seen``), where it is stored (``store``) and which nodes changed since
+    (``pending``: ``(part, level) -> nodes``).
+    """
 
     levels: dict[int, DataFrame]
     nodes: pa.Table
@@ -88,6 +106,13 @@ class CoresetTree:
     source: dict[str, Any] = field(default_factory=dict)
     task: str = "classification"
     class_factors: list[float] = field(default_factory=list)
+    context: BuildContext | None = None
+    validation: DataFrame | None = None
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    batch_index: DataFrame | None = None
+    seen: pa.Table = field(default_factory=ROW_ID_SCHEMA.empty_table)
+    store: StoreRef | None = None
+    pending: dict[tuple[str, int], set[int]] = field(default_factory=dict)
 
     def level_sizes(self) -> dict[int, int]:
         """Rows per level: level 0 is the root (smallest); higher levels are larger and closer to the data."""
@@ -123,7 +148,21 @@ class CoresetTree:
         if size is not None and size > self.params.max_driver_rows:
             raise ConfigError(f"level {level} has {size} rows, more than coreset.max_driver_rows="
                               f"{self.params.max_driver_rows}; use a smaller level number or raise the limit")
-        table = frame.toArrow().sort_by([("row_id", "ascending")])
+        return self._to_coreset(frame.toArrow(), level, remove_class_weight)
+
+    def get_validation(self) -> Coreset:
+        """The hold-out sample (``params.holdout_fraction``): uniform rows left out of the tree, each
+        with its input weight, for validating models trained on the coreset (level -1)."""
+        if self.validation is None:
+            raise ConfigError("this tree keeps no hold-out sample; build it with coreset.holdout_fraction > 0 "
+                              "(e.g. 0.02)")
+        return self._to_coreset(self.validation.toArrow(), -1, False)
+
+    def _to_coreset(self, table: pa.Table, level: int, remove_class_weight: bool) -> Coreset:
+        from coreset_spark.tree import CORESET_SCHEMA
+
+        table = (table.cast(CORESET_SCHEMA) if table.num_rows else CORESET_SCHEMA.empty_table()) \
+            .sort_by([("row_id", "ascending")])
         target = table.column("target").to_numpy()
         weight = table.column("weight").to_numpy().astype(np.float64)
         if remove_class_weight and self.params.class_weight is not None and self.class_factors:
@@ -147,32 +186,150 @@ class CoresetTree:
             "classes": [str(c) for c in self.classes], "encoder": self.encoder.to_dict(), "notes": self.notes,
         }
 
-    def save(self, path: str, mode: str = "overwrite") -> None:
-        """Write every level as one Delta table (column ``level``), the lineage in the commit metadata.
+    def save(self, path: str, mode: str = "overwrite", format: str = "delta") -> int:
+        """Save the tree (every level, its metadata and bookkeeping) to ``path``; returns the table version.
 
-        The write is one Delta transaction: a failed save leaves the previous table as it was.
+        Delta (default): one table, one transaction per save, so a failed or interrupted save leaves
+        the previous tree readable and intact. Saving back to the path the tree was loaded from (or
+        last saved to) writes only the nodes that changed since (``pending``). ``format="parquet"``
+        is the fallback without Delta (a new folder per save and a manifest written last).
+        See :mod:`coreset_spark.spark.store`.
         """
-        frame = None
-        for level in sorted(self.levels):
-            frame = self.levels[level] if frame is None else frame.unionByName(self.levels[level])
-        assert frame is not None
-        (frame.write.format("delta").mode(mode).option("overwriteSchema", "true")
-         .option("userMetadata", json.dumps(self.lineage(), default=str)).partitionBy("level").save(path))
+        from coreset_spark.spark.store import save_tree
+
+        return save_tree(self, path, mode=mode, format=format)
+
+    @staticmethod
+    def load(spark: SparkSession, path: str, version: int | None = None) -> CoresetTree:
+        """Load a tree saved by :meth:`save` (the latest save, or the one at table ``version``)."""
+        from coreset_spark.spark.store import load_tree
+
+        return load_tree(spark, path, version)
+
+    def partial_build(self, new_rows: DataFrame, source: dict[str, Any] | None = None,
+                      progress: Any = None) -> CoresetTree:
+        """A new tree with ``new_rows`` added as a batch of new leaves; only their path to the root is
+        recomputed. See :func:`coreset_spark.spark.update.partial_build`."""
+        from coreset_spark.spark.update import partial_build
+
+        return partial_build(self, new_rows, source=source, progress=progress)
+
+    def partial_build_from_table(self, path: str | None = None, progress: Any = None) -> CoresetTree:
+        """A new tree with the rows the source Delta table gained since the version this tree records."""
+        from coreset_spark.spark.update import partial_build_from_table
+
+        return partial_build_from_table(self, path, progress=progress)
+
+    def remove_rows(self, ids: Any, table: str | None = None, progress: Any = None) -> CoresetTree:
+        """Delete rows by id from the source Delta table (one transaction) and from the tree (only
+        their leaves and paths are recomputed). See :func:`coreset_spark.spark.update.remove_rows`."""
+        from coreset_spark.spark.update import remove_rows
+
+        return remove_rows(self, ids, table=table, progress=progress)
+
+    def update_targets(self, targets: Any, table: str | None = None, progress: Any = None) -> CoresetTree:
+        """Set new labels ``{row id: label}`` in the source Delta table (one MERGE) and in the tree."""
+        from coreset_spark.spark.update import update_targets
+
+        return update_targets(self, targets, table=table, progress=progress)
+
+    def update_features(self, values: DataFrame, table: str | None = None, progress: Any = None) -> CoresetTree:
+        """Set new feature values (a frame of the id column and the columns to change) in the table and tree."""
+        from coreset_spark.spark.update import update_features
+
+        return update_features(self, values, table=table, progress=progress)
+
+    def suspicious_rows(self, n: int | None = 50, per_class: Any = None, level: int | None = None,
+                        estimator: Any = None, folds: int = 5, include_seen: bool = False) -> pd.DataFrame:
+        """The sampled rows most likely mislabeled or anomalous, most suspicious first.
+
+        Scores every row of ``level`` (default: the leaf level, the largest) by its out-of-fold loss
+        under a weighted model (``estimator``; default gradient boosting), see
+        :mod:`coreset_spark.cleaning`. ``n`` rows overall, or ``per_class={label: count}``; rows marked
+        with :meth:`mark_seen` are skipped unless ``include_seen``. Returns a frame with ``row_id``,
+        ``label``, ``predicted``, ``p_label`` (the model's probability of the given label), ``score``,
+        ``weight``, ``importance`` (sampling importance) and ``node``. Clustering trees (no labels) are
+        ranked by their sampling importance (distance-based), the anomaly score of those families.
+        """
+        from coreset_spark.cleaning import (
+            mislabel_scores,
+            out_of_fold_predictions,
+            out_of_fold_proba,
+            rank_rows,
+            residual_scores,
+        )
+
+        level = self.plan.levels if level is None else level
+        c = self.get_coreset(level)
+        table = self.level_frame(level).select("row_id", "importance", "node").toArrow().sort_by("row_id")
+        importance, node = table.column("importance").to_numpy(), table.column("node").to_numpy()
+        exclude = None if include_seen else np.isin(c.row_id, self.seen.column("row_id").to_numpy())
+        predicted: Any = [None] * len(c)
+        p_label = np.full(len(c), np.nan)
+        if self.task == "classification":
+            from sklearn.ensemble import HistGradientBoostingClassifier
+
+            model = estimator if estimator is not None else HistGradientBoostingClassifier(max_iter=100, random_state=0)
+            proba = out_of_fold_proba(model, c.x, c.y, c.weight, c.row_id, len(self.classes), folds, self.params.seed)
+            scores = mislabel_scores(proba, c.y)
+            p_label = proba[np.arange(len(c)), c.y]
+            predicted = [self.classes[int(i)] for i in np.argmax(proba, axis=1)]
+            if per_class:
+                unknown = [k for k in per_class if k not in self.classes]
+                if unknown:
+                    raise ConfigError(f"per_class names {unknown}, which are not classes of this tree "
+                                      f"{[str(k) for k in self.classes][:10]}")
+                per_class = {self.classes.index(k): int(v) for k, v in dict(per_class).items()}
+        elif self.task == "regression":
+            from sklearn.ensemble import HistGradientBoostingRegressor
+
+            model = estimator if estimator is not None else HistGradientBoostingRegressor(max_iter=100, random_state=0)
+            prediction = out_of_fold_predictions(model, c.x, c.y, c.weight, c.row_id, folds, self.params.seed)
+            scores = residual_scores(prediction, c.y, c.weight)
+            predicted = prediction.tolist()
+            if per_class:
+                raise ConfigError("per_class needs class labels; this is a regression tree: pass n instead")
+        else:
+            scores = importance.astype(np.float64)
+            if per_class:
+                raise ConfigError("per_class needs class labels; this is a clustering tree: pass n instead")
+        index = rank_rows(scores, c.y, n=n, per_class=per_class, exclude=exclude)
+        labels = c.labels()
+        return pd.DataFrame({
+            "row_id": c.row_id[index], "label": [labels[i] for i in index], "predicted": [predicted[i] for i in index],
+            "p_label": p_label[index], "score": scores[index], "weight": c.weight[index],
+            "importance": importance[index], "node": node[index], "level": level,
+        })
+
+    def mark_seen(self, row_ids: Any) -> CoresetTree:
+        """A tree with these rows marked as reviewed (skipped by :meth:`suspicious_rows`; saved with it)."""
+        from dataclasses import replace
+
+        ids = np.unique(np.concatenate([self.seen.column("row_id").to_numpy(),
+                                        np.asarray(list(row_ids), dtype=np.int64)]))
+        pending = {k: set(v) for k, v in self.pending.items()}
+        pending.setdefault(("seen", -4), set()).add(0)
+        return replace(self, seen=pa.table({"row_id": ids}, schema=ROW_ID_SCHEMA), pending=pending)
 
 
 def read_saved_level(spark: SparkSession, path: str, level: int = 0, version: int | None = None) -> DataFrame:
-    """Read one level of a coreset saved by :meth:`CoresetTree.save`."""
+    """Read one level of a coreset saved by :meth:`CoresetTree.save` (Delta), in the coreset schema."""
+    from coreset_spark.tree import COLUMNS
+
     reader = spark.read.format("delta")
     if version is not None:
         reader = reader.option("versionAsOf", version)
-    return reader.load(path).where(F.col("level") == level)
+    frame = reader.load(path)
+    if "part" in frame.columns:
+        frame = frame.where(F.col("part") == "tree")
+    return frame.where(F.col("level") == level).select(*COLUMNS)
 
 
 def saved_lineage(spark: SparkSession, path: str) -> dict[str, Any]:
     """The lineage recorded with the latest save of a coreset table."""
-    from delta.tables import DeltaTable
+    from coreset_spark.spark.store import latest_save
 
-    row = DeltaTable.forPath(spark, path).history(1).select("version", "userMetadata").collect()[0]
-    lineage = json.loads(row["userMetadata"] or "{}")
-    lineage["table_version"] = int(row["version"])
+    version, lineage = latest_save(spark, path)
+    lineage = {k: v for k, v in lineage.items() if k != "tree"}
+    lineage["table_version"] = version
     return dict(lineage)

@@ -5,7 +5,13 @@ Pure Arrow/NumPy functions; :mod:`coreset_spark.spark.build` wires them into Spa
 
 Levels are numbered from the root: level 0 is the root (about ``size`` rows), level ``k`` has
 ``fanin**k`` nodes and about ``size * fanin**k`` rows, the leaves are level ``plan.levels``. A row's
-leaf is a hash of its row id, node ``j`` at level ``k`` has parent ``j // fanin`` at level ``k - 1``.
+leaf is a hash of its row id; node ``j`` at level ``k >= 2`` has parent ``j // fanin`` at level
+``k - 1`` and every level-1 node has the root (node 0) as its parent.
+
+Rows added later by an incremental build form a *batch* ``b`` with leaves of their own, numbered
+from ``b * fanin**L`` (see :class:`LeafMap`); their ancestors at level ``k`` are numbered from
+``b * fanin**k``, so a batch hangs below the root as a subtree of its own and adding it recomputes
+only that subtree and the root (:mod:`coreset_spark.incremental`).
 
 Input batches carry the columns ``_row_id`` (int64), ``_class`` (int64 class index), ``_weight``
 (float64) and the encoder's raw input columns.
@@ -45,19 +51,24 @@ from coreset_spark.sampling import (
     stable_round,
 )
 
-COLUMNS = ("level", "node", "row_id", "target", "stratum", "weight", "probability", "importance", "features")
+COLUMNS = ("level", "node", "row_id", "target", "stratum", "weight", "input_weight", "probability", "importance",
+           "features")
+# weight: the row's weight in this node (sums to the rows the node stands for); input_weight: its weight
+# before this node's sampling (the input weight at a leaf, the child's weight above), kept so that a node
+# can be edited (rows removed or added) and recalibrated without its input.
 CORESET_SCHEMA = pa.schema([
     ("level", pa.int64()), ("node", pa.int64()), ("row_id", pa.int64()), ("target", pa.float64()),
-    ("stratum", pa.int64()), ("weight", pa.float64()), ("probability", pa.float64()),
+    ("stratum", pa.int64()), ("weight", pa.float64()), ("input_weight", pa.float64()), ("probability", pa.float64()),
     ("importance", pa.float64()), ("features", pa.list_(pa.float64())),
 ])
 CORESET_DDL = ("level long, node long, row_id long, target double, stratum long, weight double, "
-               "probability double, importance double, features array<double>")
+               "input_weight double, probability double, importance double, features array<double>")
 TOTALS_SCHEMA = pa.schema([
     ("node", pa.int64()), ("stratum", pa.int64()), ("rows", pa.int64()), ("weight", pa.float64()),
     ("weighted_importance", pa.float64()), ("first_u", pa.float64()), ("first_key", pa.int64()),
 ])
 PILOT_LEVEL = 1 << 20  # the pilot sample's hash salt: no tree level uses it
+HOLDOUT_LEVEL = (1 << 20) + 1  # the hold-out (validation) sample's hash salt
 TOTALS_DDL = ("node long, stratum long, rows long, weight double, weighted_importance double, "
               "first_u double, first_key long")
 
@@ -93,6 +104,59 @@ class TreePlan:
         """Expected total rows of a level (before floors)."""
         return float(self.size * self.fanin ** level)
 
+    def parent_of(self, nodes: np.ndarray, parent_level: int) -> np.ndarray:
+        """Parent node ids (at ``parent_level``) of nodes one level below.
+
+        >>> plan = TreePlan(10, 4, 2)
+        >>> plan.parent_of(np.array([0, 5, 17]), 1).tolist(), plan.parent_of(np.array([9]), 0).tolist()
+        ([0, 1, 4], [0])
+        """
+        nodes = np.asarray(nodes, dtype=np.int64)
+        return np.zeros_like(nodes) if parent_level == 0 else nodes // self.fanin
+
+    def batch_range(self, batch: int, level: int) -> tuple[int, int]:
+        """The node ids ``[start, stop)`` batch ``batch`` may use at ``level`` (level >= 1).
+
+        >>> TreePlan(10, 4, 2).batch_range(1, 2), TreePlan(10, 4, 2).batch_range(1, 1)
+        ((16, 32), (4, 8))
+        """
+        span = self.fanin ** level
+        return batch * span, (batch + 1) * span
+
+
+@dataclass(frozen=True)
+class LeafMap:
+    """Which leaf each row of a batch goes to: ``base + hash(row id) % count``.
+
+    Batch 0 (the first build) has all ``fanin**L`` leaves from 0; batch ``b`` of an incremental
+    build has ``count`` leaves from ``b * fanin**L``, as many as its share of the rows warrants.
+
+    >>> bool(np.all(LeafMap(batch=2, base=32, count=3).leaves(np.arange(100)) // 32 == 1))
+    True
+    """
+
+    batch: int
+    base: int
+    count: int
+
+    def leaves(self, keys: np.ndarray) -> np.ndarray:
+        """Leaf node id of each row key."""
+        return self.base + leaf_of(keys, self.count)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Every leaf id of the batch."""
+        return np.arange(self.base, self.base + self.count, dtype=np.int64)
+
+    @staticmethod
+    def for_batch(plan: TreePlan, batch: int, batch_weight: float, first_weight: float) -> LeafMap:
+        """Leaves of a batch: about as many per row as the first build had (at least one)."""
+        if batch == 0:
+            return LeafMap(0, 0, plan.n_leaves)
+        share = batch_weight / first_weight if first_weight > 0 else 1.0
+        count = int(min(plan.n_leaves, max(1, round(plan.n_leaves * share))))
+        return LeafMap(batch, batch * plan.n_leaves, count)
+
 
 @dataclass(frozen=True)
 class Sampler:
@@ -117,6 +181,13 @@ class Sampler:
     state: Any = None
     total_importance: float = 0.0
     total_weight: float = 0.0
+    leaves: LeafMap | None = None
+    holdout: float = 0.0
+
+    @property
+    def leaf_map(self) -> LeafMap:
+        """The leaves rows are sampled into (batch 0's unless an incremental build set another)."""
+        return self.leaves or LeafMap(0, 0, self.plan.n_leaves)
 
     @staticmethod
     def create(family: str, encoder: Encoder, plan: TreePlan, n_strata: int, seed: int,
@@ -126,7 +197,8 @@ class Sampler:
         module = family_module(family)
         strata = n_strata if module.STRATIFIED and task == "classification" else 1
         params = params or CoresetParams(family=family, seed=seed)
-        return Sampler(family, encoder, plan, strata, seed, alpha, min_per_class, task, params, max(n_strata, 1))
+        return Sampler(family, encoder, plan, strata, seed, alpha, min_per_class, task, params, max(n_strata, 1),
+                       holdout=params.holdout_fraction)
 
     @property
     def passes(self) -> tuple[str, ...]:
@@ -209,6 +281,40 @@ def family_module(family: str) -> Any:
     return modules[family]
 
 
+@dataclass
+class BuildContext:
+    """What the global passes learned, kept so a saved tree can be updated without its input.
+
+    ``gram`` (the Gram of [X, 1, t]), ``sums`` (k-means cluster sums) and ``pilot`` (the pilot
+    sample) are the inputs the family's state is recomputed from (deterministically);
+    ``leaf_strata`` holds per (leaf, stratum) the rows, input weight, weighted importance and the
+    row kept for sure (TOTALS_SCHEMA), for every batch; ``totals`` the leaf-level totals (S, W)
+    the probabilities were normalised by; ``level_totals[k]`` the totals level ``k``'s merge used.
+    """
+
+    leaf_strata: pa.Table
+    totals: tuple[float, float]
+    level_totals: dict[int, tuple[float, float]] = field(default_factory=dict)
+    gram: np.ndarray | None = None
+    sums: np.ndarray | None = None
+    pilot: pa.Table | None = None
+
+
+def restore_sampler(sampler: Sampler, context: BuildContext) -> Sampler:
+    """A sampler before its passes (``Sampler.create``) given the state those passes had built."""
+    for name in sampler.passes:
+        if name == "gram":
+            assert context.gram is not None, "the saved tree lacks its Gram matrix"
+            sampler = sampler.with_gram(context.gram)
+        elif name == "pilot":
+            assert context.pilot is not None, "the saved tree lacks its pilot sample"
+            sampler = with_pilot_table(sampler, context.pilot)
+        elif name == "sums":
+            assert context.sums is not None, "the saved tree lacks its family sums"
+            sampler = sampler.with_sums(context.sums)
+    return sampler.with_totals(*context.totals)
+
+
 @dataclass(frozen=True)
 class Rows:
     """One batch of input rows, encoded."""
@@ -218,6 +324,25 @@ class Rows:
     weight: np.ndarray
     x: np.ndarray
     target: np.ndarray
+
+
+def holdout_mask(keys: np.ndarray, seed: int, fraction: float) -> np.ndarray:
+    """Rows set aside as the hold-out (validation) sample: a hash of (seed, row id) below ``fraction``.
+
+    >>> int(holdout_mask(np.arange(10_000), 0, 0.05).sum())
+    497
+    """
+    if fraction <= 0:
+        return np.zeros(len(keys), dtype=bool)
+    return row_uniforms(keys, seed, HOLDOUT_LEVEL) < fraction
+
+
+def training_batch(batch: pa.RecordBatch | pa.Table, sampler: Sampler) -> pa.RecordBatch | pa.Table:
+    """The rows of a batch that the tree samples from (the hold-out rows removed)."""
+    if sampler.holdout <= 0 or not batch.num_rows:
+        return batch
+    keys = np.asarray(batch.column("_row_id").to_numpy(zero_copy_only=False), dtype=np.int64)
+    return batch.filter(pa.array(~holdout_mask(keys, sampler.seed, sampler.holdout)))
 
 
 def encode_batch(batch: pa.RecordBatch | pa.Table, encoder: Encoder) -> Rows:
@@ -238,13 +363,14 @@ def encode_batch(batch: pa.RecordBatch | pa.Table, encoder: Encoder) -> Rows:
     )
 
 
-def gram_of_batches(batches: Iterable[pa.RecordBatch], encoder: Encoder) -> np.ndarray:
+def gram_of_batches(batches: Iterable[pa.RecordBatch], sampler: Sampler) -> np.ndarray:
     """Sum of the weighted Gram of [x, 1, t] over batches (bounded memory: (d + 2) x (d + 2))."""
-    d = encoder.width + 2
+    d = sampler.encoder.width + 2
     total = np.zeros((d, d))
     for batch in batches:
+        batch = training_batch(batch, sampler)
         if batch.num_rows:
-            rows = encode_batch(batch, encoder)
+            rows = encode_batch(batch, sampler.encoder)
             total += logistic.gram(linear.augmented(rows.x, rows.target), rows.weight)
     return total
 
@@ -253,6 +379,7 @@ def sums_of_batches(batches: Iterable[pa.RecordBatch], sampler: Sampler) -> np.n
     """Sum of the family's partial sums over batches (``None`` when there were no rows)."""
     total = None
     for batch in batches:
+        batch = training_batch(batch, sampler)
         if batch.num_rows:
             rows = encode_batch(batch, sampler.encoder)
             part = sampler.partial_sums(rows.x, rows.weight)
@@ -262,11 +389,22 @@ def sums_of_batches(batches: Iterable[pa.RecordBatch], sampler: Sampler) -> np.n
 
 def pilot_of_batch(batch: pa.RecordBatch | pa.Table, sampler: Sampler, fraction: float) -> pa.Table:
     """The rows of a batch in the uniform pilot sample (a hash of seed and row id below ``fraction``)."""
-    rows = encode_batch(batch, sampler.encoder)
+    rows = encode_batch(training_batch(batch, sampler), sampler.encoder)
     u = row_uniforms(rows.keys, sampler.seed, PILOT_LEVEL)
     i = np.flatnonzero((u < fraction) & (rows.weight > 0))
     return coreset_table(-1, np.zeros(len(i), np.int64), rows.keys[i], rows.target[i], rows.classes[i],
-                         rows.weight[i] / fraction, np.full(len(i), fraction), np.zeros(len(i)), rows.x[i])
+                         rows.weight[i] / fraction, np.full(len(i), fraction), np.zeros(len(i)), rows.x[i],
+                         input_weight=rows.weight[i])
+
+
+def holdout_of_batch(batch: pa.RecordBatch | pa.Table, sampler: Sampler) -> pa.Table:
+    """The hold-out rows of a batch (level -1, node = their leaf, weight = input weight)."""
+    keys = np.asarray(batch.column("_row_id").to_numpy(zero_copy_only=False), dtype=np.int64)
+    held = batch.filter(pa.array(holdout_mask(keys, sampler.seed, sampler.holdout)))
+    rows = encode_batch(held, sampler.encoder)
+    n = len(rows.keys)
+    return coreset_table(-1, sampler.leaf_map.leaves(rows.keys), rows.keys, rows.target, rows.classes,
+                         rows.weight, np.ones(n), np.zeros(n), rows.x)
 
 
 def with_pilot_table(sampler: Sampler, table: pa.Table) -> Sampler:
@@ -280,10 +418,10 @@ def with_pilot_table(sampler: Sampler, table: pa.Table) -> Sampler:
 
 def totals_of_batch(batch: pa.RecordBatch | pa.Table, sampler: Sampler) -> pa.Table:
     """Per (leaf, stratum): rows, weight, weighted importance and the row with the smallest uniform."""
-    rows = encode_batch(batch, sampler.encoder)
+    rows = encode_batch(training_batch(batch, sampler), sampler.encoder)
     s = sampler.importance(rows.x, rows.target)
     strata = sampler.strata(rows.classes, rows.x)
-    leaf = leaf_of(rows.keys, sampler.plan.n_leaves)
+    leaf = sampler.leaf_map.leaves(rows.keys)
     u = np.where(rows.weight > 0, row_uniforms(rows.keys, sampler.seed, sampler.plan.levels), 2.0)
     group = leaf * sampler.n_strata + strata
     order = np.lexsort((rows.keys, u, group))
@@ -316,13 +454,15 @@ def features_matrix(table: pa.Table | pa.RecordBatch, width: int) -> np.ndarray:
 
 
 def coreset_table(level: int, node: np.ndarray, keys: np.ndarray, target: np.ndarray, strata: np.ndarray,
-                  weight: np.ndarray, probability: np.ndarray, importance: np.ndarray, x: np.ndarray) -> pa.Table:
-    """Rows of a coreset level in the stored schema."""
+                  weight: np.ndarray, probability: np.ndarray, importance: np.ndarray, x: np.ndarray,
+                  input_weight: np.ndarray | None = None) -> pa.Table:
+    """Rows of a coreset level in the stored schema (``input_weight`` defaults to ``weight``)."""
     n = len(keys)
     return pa.table({
         "level": np.full(n, level, np.int64), "node": np.asarray(node, np.int64),
         "row_id": np.asarray(keys, np.int64), "target": np.asarray(target, np.float64),
         "stratum": np.asarray(strata, np.int64), "weight": np.asarray(weight, np.float64),
+        "input_weight": np.asarray(weight if input_weight is None else input_weight, np.float64),
         "probability": np.asarray(probability, np.float64), "importance": np.asarray(importance, np.float64),
         "features": _features_array(x),
     }, schema=CORESET_SCHEMA)
@@ -335,12 +475,12 @@ def sample_leaf_batch(batch: pa.RecordBatch | pa.Table, sampler: Sampler, leaf_w
     ``leaf_weight[leaf, stratum]`` is the input weight of each leaf and stratum; ``keep_keys`` the
     first row of each (leaf, stratum), always kept.
     """
-    rows = encode_batch(batch, sampler.encoder)
+    rows = encode_batch(training_batch(batch, sampler), sampler.encoder)
     s = sampler.importance(rows.x, rows.target)
     strata = sampler.strata(rows.classes, rows.x)
-    leaf = leaf_of(rows.keys, sampler.plan.n_leaves)
+    leaf = sampler.leaf_map.leaves(rows.keys)
     level = sampler.plan.levels
-    pi = sampler.probabilities(rows.weight, s, strata, leaf_weight[leaf, strata], level)
+    pi = sampler.probabilities(rows.weight, s, strata, leaf_weight[leaf - sampler.leaf_map.base, strata], level)
     u = row_uniforms(rows.keys, sampler.seed, level)
     chosen = (u < pi) | (np.isin(rows.keys, keep_keys) & (rows.weight > 0))
     i = np.flatnonzero(chosen)
@@ -357,10 +497,10 @@ def calibrate_leaf(table: pa.Table, sampler: Sampler, leaf_weight: np.ndarray) -
     table = _sorted(table)
     if not table.num_rows:
         return table.cast(CORESET_SCHEMA)
-    leaf = int(table.column("node")[0].as_py())
+    leaf = int(table.column("node")[0].as_py()) - sampler.leaf_map.base
     strata = table.column("stratum").to_numpy()
     targets = {c: float(leaf_weight[leaf, c]) for c in range(sampler.n_strata)}
-    new_w = calibrate_weights(table.column("weight").to_numpy(), table.column("probability").to_numpy(),
+    new_w = calibrate_weights(table.column("input_weight").to_numpy(), table.column("probability").to_numpy(),
                               strata, targets)
     return table.set_column(COLUMNS.index("weight"), "weight", pa.array(new_w, pa.float64()))
 
@@ -371,7 +511,7 @@ def reduce_node(table: pa.Table, sampler: Sampler, level: int) -> pa.Table:
     if not table.num_rows:
         return table.cast(CORESET_SCHEMA)
     width = sampler.encoder.width
-    node = int(table.column("node")[0].as_py()) // sampler.plan.fanin
+    node = int(sampler.plan.parent_of(table.column("node").to_numpy()[:1], level)[0])
     keys = table.column("row_id").to_numpy()
     strata = table.column("stratum").to_numpy()
     w = table.column("weight").to_numpy()
@@ -384,14 +524,14 @@ def reduce_node(table: pa.Table, sampler: Sampler, level: int) -> pa.Table:
     i = np.flatnonzero(chosen)
     new_w = calibrate_weights(w[i], pi[i], strata[i], targets)
     return coreset_table(level, np.full(len(i), node), keys[i], table.column("target").to_numpy()[i],
-                         strata[i], new_w, pi[i], s[i], features_matrix(table, width)[i])
+                         strata[i], new_w, pi[i], s[i], features_matrix(table, width)[i], input_weight=w[i])
 
 
 def leaf_totals(totals: pa.Table, sampler: Sampler) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Aggregate per-batch totals into (leaf_weight[leaf, stratum], keep_keys, S, W)."""
-    shape = (sampler.plan.n_leaves, sampler.n_strata)
+    shape = (sampler.leaf_map.count, sampler.n_strata)
     leaf_weight = np.zeros(shape)
-    node = totals.column("node").to_numpy()
+    node = totals.column("node").to_numpy() - sampler.leaf_map.base
     stratum = totals.column("stratum").to_numpy()
     np.add.at(leaf_weight, (node, stratum), totals.column("weight").to_numpy())
     first_u = np.full(shape, np.inf)
@@ -413,7 +553,7 @@ def build_in_memory(table: pa.Table, sampler: Sampler) -> dict[int, pa.Table]:
     """Run the whole tree on one Arrow table without Spark: {level: rows}. For tests and small data."""
     for name in sampler.passes:
         if name == "gram":
-            sampler = sampler.with_gram(gram_of_batches(table.to_batches(), sampler.encoder))
+            sampler = sampler.with_gram(gram_of_batches(table.to_batches(), sampler))
         elif name == "pilot":
             fraction = pilot_fraction(sampler, table.num_rows)
             sampler = with_pilot_table(sampler, pilot_of_batch(table, sampler, fraction))
@@ -432,7 +572,7 @@ def build_in_memory(table: pa.Table, sampler: Sampler) -> dict[int, pa.Table]:
         child = levels[level + 1]
         w = child.column("weight").to_numpy()
         level_sampler = sampler.with_totals(float((w * child.column("importance").to_numpy()).sum()), float(w.sum()))
-        parents = child.column("node").to_numpy() // sampler.plan.fanin
+        parents = sampler.plan.parent_of(child.column("node").to_numpy(), level)
         levels[level] = _concat([reduce_node(child.filter(pa.array(parents == p)), level_sampler, level)
                                  for p in np.unique(parents)])
     return levels

@@ -38,10 +38,12 @@ from coreset_spark.tree import (
     CORESET_SCHEMA,
     TOTALS_DDL,
     TOTALS_SCHEMA,
+    BuildContext,
     Sampler,
     TreePlan,
     calibrate_leaf,
     gram_of_batches,
+    holdout_of_batch,
     leaf_totals,
     pilot_fraction,
     pilot_of_batch,
@@ -75,14 +77,14 @@ class Stages:
         return result
 
 
-def _gram(frame: DataFrame, encoder: Encoder) -> np.ndarray:
-    d = encoder.width + 2
+def _gram(frame: DataFrame, sampler: Sampler) -> np.ndarray:
+    d = sampler.encoder.width + 2
 
     def partial_gram(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         first = next(batches, None)
         if first is None:  # empty partition: nothing to add
             return
-        total = gram_of_batches(_chain(first, batches), encoder)
+        total = gram_of_batches(_chain(first, batches), sampler)
         yield pa.RecordBatch.from_arrays([pa.array([total.reshape(-1)], pa.list_(pa.float64()))], ["gram"])
 
     parts = frame.mapInArrow(partial_gram, "gram array<double>").toArrow()
@@ -102,7 +104,7 @@ def _sums(frame: DataFrame, sampler: Sampler) -> np.ndarray:
     return np.sum([np.asarray(p, dtype=np.float64) for p in parts], axis=0)
 
 
-def _pilot(frame: DataFrame, sampler: Sampler, n_rows: int) -> Sampler:
+def _pilot_rows(frame: DataFrame, sampler: Sampler, n_rows: int) -> pa.Table:
     fraction = pilot_fraction(sampler, n_rows)
 
     def sample(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -110,7 +112,8 @@ def _pilot(frame: DataFrame, sampler: Sampler, n_rows: int) -> Sampler:
             if batch.num_rows:
                 yield from pilot_of_batch(batch, sampler, fraction).to_batches()
 
-    return with_pilot_table(sampler, frame.mapInArrow(sample, CORESET_DDL).toArrow())
+    table = frame.mapInArrow(sample, CORESET_DDL).toArrow()
+    return table.cast(CORESET_SCHEMA) if table.num_rows else CORESET_SCHEMA.empty_table()
 
 
 def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -118,7 +121,8 @@ def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa
     yield from rest
 
 
-def _totals(frame: DataFrame, sampler: Sampler) -> pa.Table:
+def totals_pass(frame: DataFrame, sampler: Sampler) -> pa.Table:
+    """Per (leaf, stratum) of the rows of ``frame``: rows, weight, weighted importance, first row (one job)."""
     def per_batch(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             if batch.num_rows:
@@ -134,7 +138,8 @@ def _totals(frame: DataFrame, sampler: Sampler) -> pa.Table:
     return table.cast(TOTALS_SCHEMA) if table.num_rows else TOTALS_SCHEMA.empty_table()
 
 
-def _leaf_level(frame: DataFrame, sampler: Sampler, leaf_weight: np.ndarray, keep: np.ndarray) -> DataFrame:
+def leaf_level(frame: DataFrame, sampler: Sampler, leaf_weight: np.ndarray, keep: np.ndarray) -> DataFrame:
+    """The sampled and calibrated leaves of the rows of ``frame`` (lazy)."""
     def sample(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             if batch.num_rows:
@@ -148,12 +153,32 @@ def _leaf_level(frame: DataFrame, sampler: Sampler, leaf_weight: np.ndarray, kee
     return frame.mapInArrow(sample, CORESET_DDL).groupBy("node").applyInArrow(calibrate, CORESET_DDL)
 
 
-def _merge_level(child: DataFrame, sampler: Sampler, level: int) -> DataFrame:
+def merge_level(child: DataFrame, sampler: Sampler, level: int) -> DataFrame:
+    """Merge and reduce the rows of level ``level + 1`` into the nodes of ``level``."""
     def merge(table: pa.Table) -> pa.Table:
         return reduce_node(table, sampler, level)
 
-    parent = (F.col("node") / F.lit(sampler.plan.fanin)).cast("long")
+    parent = F.lit(0).cast("long") if level == 0 else F.floor(F.col("node") / F.lit(sampler.plan.fanin)).cast("long")
     return child.groupBy(parent.alias("parent")).applyInArrow(merge, CORESET_DDL)
+
+
+def holdout_frame(frame: DataFrame, sampler: Sampler) -> DataFrame:
+    """The hold-out (validation) rows of the input, encoded, in the coreset schema (level -1)."""
+    def held(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows:
+                out = holdout_of_batch(batch, sampler)
+                if out.num_rows:
+                    yield from out.to_batches()
+
+    return frame.mapInArrow(held, CORESET_DDL)
+
+
+def materialise(frame: DataFrame) -> DataFrame:
+    """Persist a frame and compute it now (so later steps and timings see it done)."""
+    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    frame.count()
+    return frame
 
 
 def build_tree(df: DataFrame, spec: DataSpec, params: CoresetParams, progress: Progress | None = None,
@@ -182,49 +207,71 @@ def build_tree(df: DataFrame, spec: DataSpec, params: CoresetParams, progress: P
     plan = TreePlan.choose(stats.n_rows, params.size, params.fanin, params.leaf_fraction, params.levels)
     sampler = Sampler.create(params.family, task_encoder, plan, len(classes), params.seed,
                              params.uniform_floor, params.min_per_class, task, params)
+    gram = sums = pilot = None
     for name in sampler.passes:
         if name == "gram":
-            sampler = sampler.with_gram(stages.run("Gram pass", lambda: _gram(frame, task_encoder)))
+            gram = stages.run("Gram pass", lambda: _gram(frame, sampler))
+            sampler = sampler.with_gram(gram)
         elif name == "pilot":
-            sampler = stages.run("pilot sample and model", lambda: _pilot(frame, sampler, stats.n_rows))
+            pilot = stages.run("pilot sample", lambda: _pilot_rows(frame, sampler, stats.n_rows))
+            sampler = stages.run("pilot model", lambda: with_pilot_table(sampler, pilot))
         elif name == "sums":
-            sampler = sampler.with_sums(stages.run(f"{params.family} sums pass", lambda: _sums(frame, sampler)))
-    totals = stages.run("importance totals pass", lambda: _totals(frame, sampler))
+            sums = stages.run(f"{params.family} sums pass", lambda: _sums(frame, sampler))
+            sampler = sampler.with_sums(sums)
+    totals = stages.run("importance totals pass", lambda: totals_pass(frame, sampler))
     leaf_weight, keep, s_total, w_total = leaf_totals(totals, sampler)
     sampler = sampler.with_totals(s_total, w_total)
+    context = BuildContext(leaf_strata=totals, totals=(sampler.total_importance, sampler.total_weight),
+                           gram=gram, sums=sums, pilot=pilot)
     levels: dict[int, DataFrame] = {}
 
-    def materialise(level_frame: DataFrame) -> DataFrame:
-        level_frame = level_frame.persist(StorageLevel.MEMORY_AND_DISK)
-        level_frame.count()
-        return level_frame
-
     def leaves() -> DataFrame:
-        return materialise(_leaf_level(frame, sampler, leaf_weight, keep))
+        return materialise(leaf_level(frame, sampler, leaf_weight, keep))
 
     levels[plan.levels] = stages.run(f"sample leaves (level {plan.levels}, {plan.n_leaves} nodes)", leaves)
+    node_parts = [stages.run(f"node table (level {plan.levels})", lambda: node_table(levels[plan.levels]))]
     for level in range(plan.levels - 1, -1, -1):
         # Normalise by the child level's own totals (sum w s, sum w), so each level's size is on target.
-        level_sampler = sampler.with_totals(*_level_totals(levels[level + 1]))
-        merged = _merge_level(levels[level + 1], level_sampler, level)
+        context.level_totals[level] = level_totals(node_parts[-1])
+        level_sampler = sampler.with_totals(*context.level_totals[level])
+        merged = merge_level(levels[level + 1], level_sampler, level)
         levels[level] = stages.run(f"merge level {level} (fan-in {plan.fanin})", partial(materialise, merged))
-    nodes = stages.run("node table", lambda: _node_table(levels, plan))
+        node_parts.append(node_table(levels[level]))
+    validation = None
+    if params.holdout_fraction > 0:
+        validation = stages.run("hold-out sample", lambda: materialise(holdout_frame(frame, sampler)))
+    nodes = concat_nodes(node_parts)
+    batches = [{"batch": 0, "rows": int(np.sum(totals.column("rows").to_numpy())), "weight": w_total,
+                "leaves": plan.n_leaves, "source": dict(source or {})}]
     return CoresetTree(levels=levels, nodes=nodes, encoder=encoder, classes=list(classes), spec=spec, task=task,
                        params=params, plan=plan, stats=stats, notes=prepared.notes, timings=stages.seconds,
-                       source=dict(source or {}), sampler=sampler, class_factors=factors)
+                       source=dict(source or {}), sampler=sampler, class_factors=factors, context=context,
+                       validation=validation, batches=batches)
 
 
-def _level_totals(frame: DataFrame) -> tuple[float, float]:
-    row = frame.agg(F.sum(F.col("weight") * F.col("importance")).alias("s"), F.sum("weight").alias("w")).collect()[0]
-    return float(row["s"] or 0.0), float(row["w"] or 0.0)
+NODE_SCHEMA = pa.schema([("level", pa.int64()), ("node", pa.int64()), ("rows", pa.int64()),
+                         ("represents", pa.float64()), ("weighted_importance", pa.float64())])
 
 
-def _node_table(levels: dict[int, DataFrame], plan: TreePlan) -> pa.Table:
-    parts = []
-    for frame in levels.values():
-        parts.append(frame.groupBy("level", "node").agg(F.count(F.lit(1)).alias("rows"),
-                                                        F.sum("weight").alias("represents")).toArrow())
-    table = pa.concat_tables([p.cast(parts[0].schema) for p in parts]) if parts else pa.table({})
+def node_table(frame: DataFrame) -> pa.Table:
+    """Per node of a level frame: rows kept, the weight they stand for, and sum of weight x importance."""
+    table = frame.groupBy("level", "node").agg(
+        F.count(F.lit(1)).alias("rows"), F.sum("weight").alias("represents"),
+        F.sum(F.col("weight") * F.col("importance")).alias("weighted_importance")).toArrow()
+    return table.cast(NODE_SCHEMA) if table.num_rows else NODE_SCHEMA.empty_table()
+
+
+def level_totals(nodes: pa.Table) -> tuple[float, float]:
+    """(sum of weight x importance, sum of weight) over the nodes of a node table."""
+    if not nodes.num_rows:
+        return 0.0, 0.0
+    return (float(np.sum(nodes.column("weighted_importance").to_numpy())),
+            float(np.sum(nodes.column("represents").to_numpy())))
+
+
+def concat_nodes(parts: list[pa.Table]) -> pa.Table:
+    """Node tables of several levels as one, sorted by level and node."""
+    table = pa.concat_tables([p.cast(NODE_SCHEMA) for p in parts]) if parts else NODE_SCHEMA.empty_table()
     return table.sort_by([("level", "ascending"), ("node", "ascending")])
 
 
@@ -233,4 +280,4 @@ def empty_coreset_frame(spark: Any) -> DataFrame:
     return spark.createDataFrame([], CORESET_DDL)
 
 
-__all__ = ["build_tree", "empty_coreset_frame", "CORESET_SCHEMA", "Stages"]
+__all__ = ["build_tree", "empty_coreset_frame", "merge_level", "node_table", "CORESET_SCHEMA", "Stages"]
