@@ -8,7 +8,7 @@ DATA_DIR ?= $(abspath ../shared/data)
 export CORESET_SPARK_DATA_DIR ?= $(if $(wildcard $(DATA_DIR)/README.md),$(DATA_DIR),)
 export CORESET_SPARK_JARS_DIR := $(abspath $(JARS))
 
-.PHONY: setup jars demo test lint typecheck benchmark benchmark-quality benchmark-tree clean
+.PHONY: setup jars demo test lint typecheck benchmark benchmark-quality benchmark-tree benchmark-tuning clean
 
 setup: $(VENV)/.installed
 
@@ -49,6 +49,9 @@ benchmark-quality: setup jars
 
 benchmark-tree: setup jars
 	$(BIN)/python jobs/benchmark_tree.py --config conf/benchmark_tree.yaml
+
+benchmark-tuning: setup jars
+	$(BIN)/python jobs/benchmark_tuning.py --config conf/benchmark_tuning.yaml
 
 clean:
 	rm -rf $(VENV) $(JARS) output spark-warehouse

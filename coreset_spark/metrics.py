@@ -15,7 +15,9 @@ AUC to about 1e-4 on the datasets here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +31,17 @@ def _bins(p: np.ndarray) -> np.ndarray:
     logit = np.log(p) - np.log1p(-p)
     scaled = (logit + LOGIT_RANGE) / (2 * LOGIT_RANGE) * BINS
     return np.clip(scaled.astype(np.int64), 0, BINS - 1)
+
+
+def full_proba(model: Any, x: np.ndarray, k: int) -> np.ndarray:
+    """``predict_proba`` spread over all k classes (a model fitted on a subset may lack some).
+
+    The model's ``classes_`` are class indices 0..k-1 (the coreset's ``y``).
+    """
+    proba = np.zeros((x.shape[0], k))
+    if x.shape[0]:
+        proba[:, np.asarray(model.classes_, dtype=np.int64)] = model.predict_proba(x)
+    return proba
 
 
 @dataclass
@@ -114,11 +127,84 @@ class MetricSums:
         total = self.weight if self.weight > 0 else float("nan")
         seen = self.weight - self.unseen_class
         seen = seen if seen > 0 else float("nan")
-        recall = np.diag(self.confusion) / np.maximum(self.confusion.sum(axis=1), 1e-300)
+        precision, recall, f1 = self.per_class()
         present = self.confusion.sum(axis=1) > 0
-        return {
+        report = {
             "rows": self.weight, "accuracy": self.correct / total, "log_loss": self.log_loss / seen,
             "log_loss_sum": self.log_loss, "roc_auc": auc,
             "balanced_accuracy": float(recall[present].mean()) if present.any() else float("nan"),
+            # macro averages over the classes present in the data (as scikit-learn's with labels given)
+            "precision_macro": float(precision[present].mean()) if present.any() else float("nan"),
+            "recall_macro": float(recall[present].mean()) if present.any() else float("nan"),
+            "f1_macro": float(f1[present].mean()) if present.any() else float("nan"),
             "unseen_class_rows": self.unseen_class,
         }
+        if k == 2:  # the positive class is class index 1, as scikit-learn's pos_label for labels {0, 1}
+            report.update(precision=float(precision[1]), recall=float(recall[1]), f1=float(f1[1]))
+        return report
+
+    def per_class(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Weighted precision, recall and F1 per class (0 where undefined, as scikit-learn's
+        ``zero_division=0``).
+
+        >>> s = MetricSums.of(np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]), np.array([0, 1, 1]), np.ones(3))
+        >>> [round(float(v), 3) for v in s.per_class()[2]]
+        [0.667, 0.667]
+        """
+        tp = np.diag(self.confusion)
+        predicted = self.confusion.sum(axis=0)
+        actual = self.confusion.sum(axis=1)
+        precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+        recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+        denom = precision + recall
+        f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+        return precision, recall, f1
+
+
+@dataclass
+class RegressionSums:
+    """Additive sufficient statistics of a regressor's predictions: weighted sums of the target,
+    its square, the squared and absolute errors. RMSE, MAE and R^2 follow exactly.
+
+    >>> s = RegressionSums.of(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.5, 2.5]), np.ones(3))
+    >>> round(s.report()["rmse"], 4), round(s.report()["r2"], 4)
+    (0.4082, 0.6667)
+    """
+
+    weight: float = 0.0
+    y: float = 0.0
+    y2: float = 0.0
+    squared_error: float = 0.0
+    absolute_error: float = 0.0
+
+    @staticmethod
+    def of(prediction: np.ndarray, y: np.ndarray, weight: np.ndarray) -> RegressionSums:
+        """Sums for predictions of the true values ``y`` with row weights ``weight``."""
+        w = np.asarray(weight, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        err = np.asarray(prediction, dtype=np.float64) - y
+        return RegressionSums(float(w.sum()), float(w @ y), float(w @ (y * y)), float(w @ (err * err)),
+                              float(w @ np.abs(err)))
+
+    def __add__(self, other: RegressionSums) -> RegressionSums:
+        return RegressionSums(self.weight + other.weight, self.y + other.y, self.y2 + other.y2,
+                              self.squared_error + other.squared_error, self.absolute_error + other.absolute_error)
+
+    def to_vector(self) -> np.ndarray:
+        """Flatten (to ship from a task as one array)."""
+        return np.array([self.weight, self.y, self.y2, self.squared_error, self.absolute_error])
+
+    @staticmethod
+    def from_vector(v: np.ndarray) -> RegressionSums:
+        """Inverse of :meth:`to_vector`."""
+        return RegressionSums(*[float(x) for x in np.asarray(v, dtype=np.float64)[:5]])
+
+    def report(self) -> dict[str, float]:
+        """RMSE, MAE, R^2 (weighted) and the rows (weight) they cover."""
+        if self.weight <= 0:
+            return {"rows": 0.0, "rmse": float("nan"), "mae": float("nan"), "r2": float("nan")}
+        mean = self.y / self.weight
+        total = self.y2 - self.weight * mean * mean  # weighted total sum of squares
+        return {"rows": self.weight, "rmse": math.sqrt(self.squared_error / self.weight),
+                "mae": self.absolute_error / self.weight, "squared_error_sum": self.squared_error,
+                "r2": 1.0 - self.squared_error / total if total > 0 else float("nan")}

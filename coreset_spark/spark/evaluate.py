@@ -17,16 +17,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from coreset_spark.encoding import Encoder
-from coreset_spark.metrics import MetricSums
+from coreset_spark.metrics import MetricSums, RegressionSums, full_proba
 from coreset_spark.spark.frame import column, prepare, with_classes
-
-
-def full_proba(model: Any, x: np.ndarray, k: int) -> np.ndarray:
-    """``predict_proba`` spread over all k classes (a model fitted on a subset may lack some)."""
-    proba = np.zeros((x.shape[0], k))
-    if x.shape[0]:
-        proba[:, np.asarray(model.classes_, dtype=np.int64)] = model.predict_proba(x)
-    return proba
 
 
 def encoded_frame(df: DataFrame, tree: Any) -> DataFrame:
@@ -51,6 +43,23 @@ def collect_encoded(df: DataFrame, tree: Any) -> tuple[np.ndarray, np.ndarray, n
     return encoder.transform(table), y, np.asarray(table.column("_weight").to_numpy(zero_copy_only=False))
 
 
+def regression_frame(df: DataFrame, tree: Any) -> DataFrame:
+    """``df`` reduced to ``_target`` (the numeric target; rows where it is null or NaN are left out),
+    ``_weight`` and the tree's feature columns as ``_c0, _c1, ...`` (for regression and clustering
+    trees; clustering gets ``_target = 0``)."""
+    encoder: Encoder = tree.encoder
+    target = tree.spec.target if tree.task == "regression" else None
+    spec = replace(tree.spec, target=target, features=tuple(encoder.input_columns),
+                   categorical=tuple(encoder.categorical), row_id=None, drop_null_target=True)
+    frame = prepare(df, spec).frame
+    if target is not None:
+        value = column(target).cast("double")
+        frame = frame.where(value.isNotNull() & ~F.isnan(value)).withColumn("_target", value)
+    else:
+        frame = frame.withColumn("_target", F.lit(0.0))
+    return frame.select("_target", "_weight", *[column(c).alias(f"_c{i}") for i, c in enumerate(encoder.input_columns)])
+
+
 def collect_rows(df: DataFrame, tree: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All usable rows of ``df`` encoded like the coreset, on the driver: (x, target, weight).
 
@@ -60,29 +69,23 @@ def collect_rows(df: DataFrame, tree: Any) -> tuple[np.ndarray, np.ndarray, np.n
     """
     if tree.task == "classification":
         return collect_encoded(df, tree)
-    encoder: Encoder = tree.encoder
-    target = tree.spec.target if tree.task == "regression" else None
-    spec = replace(tree.spec, target=target, features=tuple(encoder.input_columns),
-                   categorical=tuple(encoder.categorical), row_id=None, drop_null_target=True)
-    prepared = prepare(df, spec)
-    frame = prepared.frame
-    if target is not None:
-        value = column(target).cast("double")
-        frame = frame.where(value.isNotNull() & ~F.isnan(value)).withColumn("_target", value)
-    else:
-        frame = frame.withColumn("_target", F.lit(0.0))
-    table = frame.select("_target", "_weight", *[column(c).alias(f"_c{i}")
-                                                 for i, c in enumerate(encoder.input_columns)]).toArrow()
-    safe, _ = encoder.with_safe_names()
+    table = regression_frame(df, tree).toArrow()
+    safe, _ = tree.encoder.with_safe_names()
     t = np.asarray(table.column("_target").to_numpy(zero_copy_only=False), dtype=np.float64)
     return safe.transform(table), t, np.asarray(table.column("_weight").to_numpy(zero_copy_only=False))
 
 
-def evaluate_many(models: dict[str, Any], df: DataFrame, tree: Any) -> dict[str, dict[str, float]]:
-    """Metrics of several models in one pass over ``df``.
+def evaluate_many(models: dict[str, Any], df: DataFrame, tree: Any) -> dict[str, dict[str, Any]]:
+    """Metrics of several models in one pass over ``df``, computed in Spark: each model travels to
+    the executors, each task returns additive sums, the driver adds them up (never the rows).
 
-    ``tree`` supplies the data specification, encoder and classes (a :class:`CoresetTree`).
+    Classifiers: accuracy, balanced accuracy, log loss, ROC AUC, precision, recall, F1 (binary:
+    of the second class; macro), the confusion matrix (rows true, columns predicted, in the order
+    of ``tree.classes``). Regressors: RMSE, MAE, R^2. ``tree`` supplies the data specification,
+    encoder and classes (a :class:`CoresetTree`).
     """
+    if tree.task == "regression":
+        return _evaluate_regression(models, df, tree)
     encoder, _ = tree.encoder.with_safe_names()  # encoded_frame carries the safe column names
     k = len(tree.classes)
     names = list(models)
@@ -117,4 +120,63 @@ def evaluate_many(models: dict[str, Any], df: DataFrame, tree: Any) -> dict[str,
                                    parts.column("null_target").to_pylist()):
         totals[name] = totals[name] + MetricSums.from_vector(np.asarray(vector), k)
         null_target[name] += nulls
-    return {name: {**totals[name].report(), "null_target_rows": null_target[name]} for name in names}
+    return {name: {**totals[name].report(), "null_target_rows": null_target[name],
+                   "confusion_matrix": totals[name].confusion.tolist()} for name in names}
+
+
+def _evaluate_regression(models: dict[str, Any], df: DataFrame, tree: Any) -> dict[str, dict[str, Any]]:
+    encoder, _ = tree.encoder.with_safe_names()
+    names = list(models)
+
+    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        sums = {name: RegressionSums() for name in names}
+        seen = False
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            seen = True
+            x = encoder.transform(batch)
+            y = batch.column("_target").to_numpy(zero_copy_only=False)
+            w = batch.column("_weight").to_numpy(zero_copy_only=False)
+            for name in names:
+                sums[name] = sums[name] + RegressionSums.of(models[name].predict(x), y, w)
+        if seen:
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(names), pa.array([sums[n].to_vector() for n in names], pa.list_(pa.float64()))],
+                ["model", "sums"])
+
+    parts = regression_frame(df, tree).mapInArrow(score, "model string, sums array<double>").toArrow()
+    totals = {name: RegressionSums() for name in names}
+    for name, vector in zip(parts.column("model").to_pylist(), parts.column("sums").to_pylist()):
+        totals[name] = totals[name] + RegressionSums.from_vector(np.asarray(vector))
+    return {name: totals[name].report() for name in names}
+
+
+# scoring name -> the Spark-side metric it matches and its sign (scikit-learn: higher is better)
+HOLDOUT_METRIC = {"accuracy": ("accuracy", 1), "balanced_accuracy": ("balanced_accuracy", 1),
+                  "neg_log_loss": ("log_loss", -1), "roc_auc": ("roc_auc", 1), "r2": ("r2", 1),
+                  "neg_root_mean_squared_error": ("rmse", -1)}
+
+
+def validate_finalists(result: Any, df: DataFrame, tree: Any, top: int = 3, level: int | None = None,
+                       coreset: Any = None) -> list[dict[str, Any]]:
+    """Re-score a search's ``top`` configurations on a held-out part of the full data, in Spark.
+
+    Each finalist is refitted on the whole coreset the search ran on (``coreset``, or
+    ``tree.get_coreset(level)``) and evaluated with :func:`evaluate_many` on ``df``; the rows come
+    back as the finalist, its coreset cross-validation score and its hold-out metrics, with
+    ``holdout_score`` on the search's scoring in the same convention (higher is better).
+    """
+    coreset = coreset if coreset is not None else tree.get_coreset(result.level if level is None else level)
+    finalists = result.finalists(top)
+    models = {f"{i}:{t.label()}": result.refit(t, coreset.x, coreset.y, coreset.weight) for i, t in enumerate(finalists)}
+    metrics = evaluate_many(models, df, tree)
+    key = result.scoring if result.scoring != "f1" else ("f1" if len(tree.classes) == 2 else "f1_macro")
+    metric, sign = HOLDOUT_METRIC.get(key, (key, 1))
+    rows: list[dict[str, Any]] = []
+    for (name, model), trial in zip(models.items(), finalists):
+        m = metrics[name]
+        rows.append({"rank": len(rows) + 1, "candidate": trial.candidate, "params": trial.params,
+                     "cv_score": trial.score, "cv_std": trial.std, "holdout_score": sign * m[metric],
+                     "holdout": m, "model": model})
+    return rows
