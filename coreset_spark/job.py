@@ -141,7 +141,10 @@ def run_main_job(config: Mapping[str, Any], spark: SparkSession | None = None,
         cv=int(model_cfg.get("cv_folds", 3)), seed=params.seed))
     models["coreset_tuned"] = search.best_estimator_
 
-    test_metrics = stages.run("evaluate on test (Spark)", lambda: evaluate_many(models, test, tree))
+    # The larger levels of both trees too, for the metric-against-size picture (same test pass).
+    by_level = level_models(base, tree, uniform_tree, int(out_cfg.get("max_level_rows", 200_000)))
+    all_test = stages.run("evaluate on test (Spark)", lambda: evaluate_many({**models, **by_level}, test, tree))
+    test_metrics = {name: all_test[name] for name in models}
     train_metrics = stages.run("training loss on full data (Spark)", lambda: evaluate_many(models, train, tree))
     reference = train_metrics.get("full", {}).get("log_loss_sum")
     report = {
@@ -164,11 +167,71 @@ def run_main_job(config: Mapping[str, Any], spark: SparkSession | None = None,
         if reference:
             entry["loss_ratio"] = train_metrics[name]["log_loss_sum"] / reference
         report["models"][name] = entry
+    report["by_level"] = {name: {"rows": rows_of(name, tree, uniform_tree), "test": all_test[name]} for name in by_level}
     write_report(report, out_dir)
+    write_pictures(report, tree, coreset, uniform, out_dir)
     progress(summary(report))
     train.unpersist()
     test.unpersist()
     return report
+
+
+def level_models(base: Any, tree: CoresetTree, uniform_tree: CoresetTree, max_rows: int) -> dict[str, Any]:
+    """The model fitted on every level of the coreset tree and of the uniform tree (up to ``max_rows``
+    rows a level), named ``coreset@L`` and ``uniform@L``."""
+    out: dict[str, Any] = {}
+    for name, t in (("coreset", tree), ("uniform", uniform_tree)):
+        for level, rows in t.level_sizes().items():
+            if rows <= max_rows:
+                c = t.get_coreset(level)
+                out[f"{name}@{level}"] = fit_weighted(base, c.x, c.y, c.weight)[0]
+    return out
+
+
+def rows_of(name: str, tree: CoresetTree, uniform_tree: CoresetTree) -> int:
+    """Rows of the level a ``coreset@L`` / ``uniform@L`` model was fitted on."""
+    method, level = name.split("@")
+    return (tree if method == "coreset" else uniform_tree).level_sizes()[int(level)]
+
+
+def write_pictures(report: Mapping[str, Any], tree: CoresetTree, coreset: Any, uniform: Any, out_dir: Path) -> Path:
+    """``report.html`` with PNGs: test log loss against coreset size (coreset, uniform, full data), the
+    weights, rows per class in the data and the coreset, and time per stage."""
+    from coreset_spark import report as pictures
+
+    series: dict[str, list[tuple[float, float]]] = {"coreset": [], "uniform": []}
+    for name, entry in report.get("by_level", {}).items():
+        series[name.split("@")[0]].append((entry["rows"], entry["test"]["log_loss"]))
+    full = report["models"].get("full", {}).get("test", {}).get("log_loss")
+    figures = [
+        ("Test log loss against coreset size", pictures.plot_metric_vs_size(
+            series, full, "test log loss", out_dir / "metric_vs_size.png",
+            "Test log loss by tree level: coreset vs uniform sample")),
+        ("Weights of the root coreset and of the uniform sample", pictures.plot_weights(
+            {"coreset": coreset.weight, "uniform": uniform.weight}, out_dir / "weights.png")),
+    ]
+    if tree.task == "classification":
+        counts = np.bincount(coreset.y, minlength=len(tree.classes))
+        weight = np.bincount(coreset.y, weights=coreset.weight, minlength=len(tree.classes))
+        data = [float(tree.stats.target_counts.get(c, 0.0)) for c in tree.classes]
+        figures.append(("Rows per class: data, coreset rows, coreset weight", pictures.plot_class_counts(
+            tree.classes, data, counts, weight, out_dir / "class_counts.png")))
+    stages = {k: v for k, v in report["seconds"].items() if k != "total"}
+    figures.append(("Time per stage", pictures.plot_stages(stages, out_dir / "stages.png")))
+    figures.append(("Time per stage of the coreset build", pictures.plot_stages(
+        report["coreset"]["build_stages_s"], out_dir / "build_stages.png", "Coreset build: time per stage")))
+    rows = {"coreset": report["coreset"]["root_rows"], "uniform": report["uniform_rows"],
+            "full": report["rows"]["train"], "coreset_tuned": report["coreset"]["root_rows"]}
+    table = [{"model": name, "rows": rows.get(name), "fit s": e.get("fit_seconds"), "accuracy": e["test"]["accuracy"],
+              "log loss": e["test"]["log_loss"], "ROC AUC": e["test"]["roc_auc"], "loss ratio": e.get("loss_ratio")}
+             for name, e in report["models"].items()]
+    levels = [{"model": name, "rows": e["rows"], "accuracy": e["test"]["accuracy"], "log loss": e["test"]["log_loss"],
+               "ROC AUC": e["test"]["roc_auc"]} for name, e in report.get("by_level", {}).items()]
+    return pictures.html_report(
+        "coreset_spark main job", figures, [("Models on the held-out test split", table), ("Every tree level", levels)],
+        out_dir / "report.html",
+        intro=f"Input {report['input']}: {report['rows']['train']} training rows, {report['rows']['test']} test rows. "
+              "Loss ratio: full-training-data log loss of the model divided by the full-data model's.")
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

@@ -39,3 +39,10 @@ def test_main_job_on_adult(spark, data_dir, tmp_path):
     assert root.count() == report["coreset"]["root_rows"]
     assert saved_lineage(spark, report["coreset"]["path"])["source"]["dataset"] == "adult"
     assert any("build coreset done" in m for m in messages)
+    levels = report["by_level"]  # every level of both trees, evaluated on the test split
+    assert {"coreset@0", "uniform@0"} <= set(levels) and len(levels) >= 4
+    assert levels["coreset@1"]["rows"] > levels["coreset@0"]["rows"]
+    page = (tmp_path / "out" / "report.html").read_text()
+    for picture in ("metric_vs_size", "weights", "class_counts", "stages", "build_stages"):
+        assert (tmp_path / "out" / f"{picture}.png").stat().st_size > 5000
+    assert page.count("data:image/png;base64,") == 5 and "coreset_tuned" in page
