@@ -324,6 +324,31 @@ def run_quality_benchmark(spark: SparkSession, config: Mapping[str, Any], out_di
         plot(result, name, out_dir / f"quality_{name}.png")
         (out_dir / "quality.json").write_text(json.dumps(report, indent=2, default=str))
         (out_dir / "quality.md").write_text(markdown(report))
+        write_html(report, out_dir)
         log(markdown({**report, "experiments": {name: result}}))
     return report
+
+
+def write_html(report: Mapping[str, Any], out_dir: Path) -> Path:
+    """``quality.html``: per experiment its table of medians and its PNG, and the time per experiment."""
+    from coreset_spark.report import html_report, plot_stages
+
+    tables, figures = [], []
+    for name, result in report["experiments"].items():
+        metric = main_metric(result)
+        tables.append((f"{name}: {result['dataset']}, {result['family']} coreset, {result['model']} "
+                       f"(full data: test {metric} {result['full_test'][metric]:.4f})", [
+                           {"level": r["level"], "coreset rows": r["coreset"]["rows"],
+                            "% of train": 100 * r["coreset"]["fraction"], "coreset loss ratio": r["coreset"]["loss_ratio"],
+                            "uniform loss ratio": r["uniform"]["loss_ratio"],
+                            f"coreset {metric}": r["coreset"][metric], f"uniform {metric}": r["uniform"][metric]}
+                           for r in result["summary"]]))
+        figures.append((f"{name}: test {metric} and loss ratio against coreset size", out_dir / f"quality_{name}.png"))
+    seconds = {name: float(result.get("seconds", 0.0)) for name, result in report["experiments"].items()}
+    figures.append(("Time per experiment (all seeds and levels)", plot_stages(
+        seconds, out_dir / "quality_seconds.png", "Quality benchmark: seconds per experiment")))
+    return html_report(f"Quality benchmark ({report['date']}, {report['seeds']} seeds)", figures, tables,
+                       out_dir / "quality.html",
+                       intro="Medians over seeds. Loss ratio: the model's training objective on the full training "
+                             "data over the full-data model's (1.0 is perfect).")
 
