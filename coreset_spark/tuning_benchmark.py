@@ -140,9 +140,14 @@ def mllib_comparison(spark: SparkSession, train: DataFrame, test: DataFrame, tre
 
     n = float(coreset.weight.sum())
     space = [{"C": [math.inf if r == 0 else 1.0 / (r * n)], "l1_ratio": [m]} for r in reg_params for m in mixes]
-    candidates = [Candidate(f"lr_{i}", LogisticRegression(
-        C=s["C"][0], l1_ratio=s["l1_ratio"][0], solver="saga" if s["l1_ratio"][0] > 0 else "lbfgs",
-        max_iter=int(cfg.get("sklearn_max_iter", 3000))), {}) for i, s in enumerate(space)]
+    # Without a penalty (regParam 0) the elastic-net mix means nothing: lbfgs, as MLlib's own choice
+    # for that case; with an L1 part, saga (the only scikit-learn solver for it; its weights are
+    # rescaled by fit_on_coreset).
+    max_iter = int(cfg.get("sklearn_max_iter", 3000))
+    candidates = [Candidate(f"lr_{i}", LogisticRegression(C=s["C"][0], max_iter=max_iter)
+                            if s["l1_ratio"][0] == 0 or math.isinf(s["C"][0]) else
+                            LogisticRegression(C=s["C"][0], l1_ratio=s["l1_ratio"][0], solver="saga", max_iter=max_iter),
+                            {}) for i, s in enumerate(space)]
     result, search_s = _timed(lambda: tune(candidates, coreset, scoring="roc_auc", cv=folds,
                                            n_jobs=int(cfg.get("n_jobs", 2))))
     best = result.best
