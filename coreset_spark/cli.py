@@ -1,59 +1,80 @@
 """The ``coreset-spark`` command.
 
-    coreset-spark run --config conf/demo.yaml [--set coreset.size=5000 ...]
+    coreset-spark run      --config conf/demo.yaml      the main job: build, save, train, tune, compare
+    coreset-spark build    --config conf/build.yaml     build a coreset tree of a table and save it (Delta)
+    coreset-spark update   --config conf/update.yaml    add new rows to a saved tree (incremental)
+    coreset-spark tune     --config conf/tune.yaml      search models on the tree, validate, save the best
+    coreset-spark evaluate --config conf/evaluate.yaml  metrics of saved models on a table (Spark)
+    coreset-spark score    --config conf/score.yaml     write predictions for a table (Delta)
+    coreset-spark clean    --config conf/clean.yaml     apply label fixes, list suspicious rows
 
-Exit codes: 0 done, 2 bad configuration or input (the message names the key or column and the fix),
-1 anything else.
+Every command takes ``--set section.key=value`` (repeatable; the value is read as YAML) to override
+one setting of its file, e.g. ``--set coreset.size=5000``. See ``coreset_spark.commands``.
+
+Exit codes: 0 done, 2 bad configuration or input (the message names the key or column, the value
+and the fix), 1 anything else.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
-from typing import Any
 
-import yaml
-
+from coreset_spark.commands import apply_overrides
 from coreset_spark.config import ConfigError, DataError, load_yaml
 
+HELP = {
+    "run": "the main job: build, save, train, tune, compare (conf/demo.yaml)",
+    "build": "build a coreset tree of a table and save it as Delta (conf/build.yaml)",
+    "update": "add new rows to a saved tree and save the changed nodes (conf/update.yaml)",
+    "tune": "search models on a tree level, validate finalists on a hold-out table, save the best (conf/tune.yaml)",
+    "evaluate": "metrics of saved models on a table, computed in Spark (conf/evaluate.yaml)",
+    "score": "predictions of a saved model for a table, written as Delta (conf/score.yaml)",
+    "clean": "apply reviewed label fixes, list the rows most likely mislabeled (conf/clean.yaml)",
+}
 
-def apply_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides (values parsed as YAML).
-
-    >>> apply_overrides({"coreset": {"size": 1}}, ["coreset.size=5"])["coreset"]["size"]
-    5
-    """
-    for item in overrides:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise ConfigError(f"--set {item!r} must look like section.key=value, e.g. coreset.size=5000")
-        path, value = item.split("=", 1)
-        *sections, key = path.split(".")
-        node = config
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[key] = yaml.safe_load(value)
-    return config
+__all__ = ["HELP", "apply_overrides", "main", "parser"]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script."""
+def parser() -> argparse.ArgumentParser:
+    """The argument parser: one subcommand per job, each with ``--config`` and ``--set``."""
     parser = argparse.ArgumentParser(prog="coreset-spark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="the main job: build, save, train, tune, compare")
-    run.add_argument("--config", required=True, help="YAML job configuration (see conf/)")
-    run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                     help="override one setting; repeatable")
-    args = parser.parse_args(argv)
+    for name, text in HELP.items():
+        command = sub.add_parser(name, help=text, description=text)
+        command.add_argument("--config", required=True, help="YAML job configuration (see conf/)")
+        command.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                             help="override one setting; repeatable")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script (and of ``jobs/*.py``); returns the exit code.
+
+    >>> main(["build", "--config", "conf/build.yaml", "--set", "coreset.sise=5"])  # doctest: +SKIP
+    2
+    """
+    args = parser().parse_args(argv)
     try:
         config = apply_overrides(load_yaml(args.config), args.set)
-        from coreset_spark.job import run_main_job
+        if args.command == "run":
+            from coreset_spark.job import run_main_job
 
-        run_main_job(config)
+            run_main_job(config)
+        else:
+            from coreset_spark.commands import COMMANDS
+
+            COMMANDS[args.command](config)
     except (ConfigError, DataError) as exc:
-        print(f"coreset-spark: error: {exc}", file=sys.stderr)
+        print(f"coreset-spark {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception:  # noqa: BLE001 - anything else: the traceback, and exit code 1
+        traceback.print_exc()
+        print(f"coreset-spark {args.command}: failed (see the traceback above)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,0 +1,23 @@
+"""Build a coreset tree of a table and save it (Delta): `coreset-spark build` as a spark-submit entry point.
+
+    PYSPARK_PYTHON=.venv/bin/python spark-submit --jars "$(ls .jars/*.jar | paste -sd, -)" \
+        jobs/build.py --config conf/build.yaml [--set section.key=value ...]
+
+The work is :func:`coreset_spark.commands.build`; exit codes 0 done, 2 bad config or input, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from coreset_spark.cli import main as cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``--config`` and ``--set`` and run the build job; returns the exit code."""
+    return cli(["build", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
