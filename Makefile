@@ -8,7 +8,8 @@ DATA_DIR ?= $(abspath ../shared/data)
 export CORESET_SPARK_DATA_DIR ?= $(if $(wildcard $(DATA_DIR)/README.md),$(DATA_DIR),)
 export CORESET_SPARK_JARS_DIR := $(abspath $(JARS))
 
-.PHONY: setup jars demo test lint typecheck benchmark benchmark-quality benchmark-tree benchmark-tuning clean
+.PHONY: setup jars demo test lint typecheck benchmark benchmark-quality benchmark-tree benchmark-tuning clean \
+        package cluster-start cluster-stop cluster-status cluster-submit cluster-check
 
 setup: $(VENV)/.installed
 
@@ -53,5 +54,27 @@ benchmark-tree: setup jars
 benchmark-tuning: setup jars
 	$(BIN)/python jobs/benchmark_tuning.py --config conf/benchmark_tuning.yaml
 
+# spark-submit packaging and a standalone cluster on this machine (scripts/; outputs in dist/, output/cluster/).
+package: setup
+	scripts/package.sh
+
+cluster-start: setup
+	scripts/cluster_start.sh
+
+cluster-stop:
+	scripts/cluster_stop.sh
+
+cluster-status: setup
+	$(BIN)/python -m coreset_spark.cluster status
+
+# The main job on the running cluster with the packaged library (make package cluster-start first).
+cluster-submit: package jars
+	scripts/submit.sh spark://127.0.0.1:7077 jobs/main_job.py run --config conf/demo.yaml \
+	    --set spark.master=spark://127.0.0.1:7077 --set output.path=$(abspath output/cluster/standalone)
+
+# Local vs cluster coreset, executor killed mid-build, job killed mid-save: output/cluster/cluster_check.{json,md}.
+cluster-check: package jars
+	$(BIN)/python jobs/cluster_check.py
+
 clean:
-	rm -rf $(VENV) $(JARS) output spark-warehouse
+	rm -rf $(VENV) $(JARS) output spark-warehouse dist
