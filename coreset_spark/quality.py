@@ -152,6 +152,9 @@ class Fitted:
         return out
 
 
+CLASSIFIERS = ("logistic", "lightgbm", "xgboost", "hist_gbm")
+
+
 def run_experiment(spark: SparkSession, name: str, cfg: Mapping[str, Any], defaults: Mapping[str, Any],
                    log: Log) -> dict[str, Any]:
     """One dataset x family x model: coreset and uniform at every level, several seeds, the full model."""
@@ -203,11 +206,17 @@ def run_experiment(spark: SparkSession, name: str, cfg: Mapping[str, Any], defau
         for method, built in (("coreset", tree), ("uniform", uniform_tree)):
             for level in levels:
                 c = built.get_coreset(level)
-                model, notes = Fitted.fit(kind, template, c.x, c.y.astype(np.float64), c.weight, n_classes)
                 run = {"seed": seed, "method": method, "level": level, "rows": len(c),
-                       "fraction": len(c) / n_train, "weight_sum": float(c.weight.sum()),
-                       "loss_ratio": model.objective(x_train, t_train) / result["full_objective"],
-                       **model.test_metrics(x_test, t_test, full), "notes": notes}
+                       "fraction": len(c) / n_train, "weight_sum": float(c.weight.sum())}
+                if n_classes and kind in CLASSIFIERS and len(np.unique(c.y)) < 2:
+                    # A small uniform sample of imbalanced data can miss the rare class: no classifier can
+                    # be fitted, its loss is unbounded. Counted as an infinite loss ratio (medians stay defined).
+                    run.update(loss_ratio=math.inf, notes=[f"{method} level {level} holds a single class"],
+                               **{m: math.nan for m in result["full_test"]})
+                else:
+                    model, notes = Fitted.fit(kind, template, c.x, c.y.astype(np.float64), c.weight, n_classes)
+                    run.update(loss_ratio=model.objective(x_train, t_train) / result["full_objective"],
+                               **model.test_metrics(x_test, t_test, full), notes=notes)
                 if method == "coreset":
                     run["build_seconds"] = round(build_seconds, 2)
                 result["runs"].append(run)
@@ -231,6 +240,11 @@ def main_metric(result: Mapping[str, Any]) -> str:
     return next(iter(full))
 
 
+def _median(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return statistics.median(kept) if kept else math.nan
+
+
 def summarise(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Medians over seeds per method and level."""
     out = []
@@ -244,7 +258,9 @@ def summarise(result: Mapping[str, Any]) -> list[dict[str, Any]]:
                            "fraction": statistics.median(r["fraction"] for r in runs),
                            "loss_ratio": statistics.median(r["loss_ratio"] for r in runs),
                            "loss_ratios": [round(r["loss_ratio"], 5) for r in runs],
-                           **{m: statistics.median(r[m] for r in runs) for m in metrics}}
+                           "single_class_runs": sum(1 for r in runs if math.isinf(r["loss_ratio"])),
+                           # test metrics over the runs a model could be fitted on
+                           **{m: _median([r[m] for r in runs]) for m in metrics}}
         c, u = row["coreset"]["loss_ratio"] - 1, row["uniform"]["loss_ratio"] - 1
         row["excess_ratio_uniform_over_coreset"] = (u / c) if c > 0 else math.inf
         out.append(row)
