@@ -1,9 +1,10 @@
 """The quality benchmark: every coreset family against uniform sampling and the full data.
 
 For each experiment of the configuration (a dataset, a coreset family, a model) and each seed,
-one coreset tree and one uniform tree of matched sizes are built in Spark; every level of each
-(the root is the smallest; each level down is ``fanin`` times larger) is collected, a model is
-fitted on it with its weights, and compared with the model fitted on the whole training split:
+one coreset tree is built in Spark; every level (the root is the smallest; each level down is
+``fanin`` times larger) is collected, and a uniform sample of exactly the same number of training
+rows (without replacement, weight ``n / m`` each) is drawn beside it with the same seed. A model is
+fitted on each with its weights and compared with the model fitted on the whole training split:
 
 * **loss ratio**: the model's training objective on the *full* training data divided by the
   full-data model's (1.0 is perfect; for k-means the cost ratio, for PCA the projection-cost ratio);
@@ -24,7 +25,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,30 @@ class Fitted:
 CLASSIFIERS = ("logistic", "lightgbm", "xgboost", "hist_gbm")
 
 
+@dataclass(frozen=True)
+class Sample:
+    """Weighted rows on the driver: features, target, weight (a coreset level or a uniform sample)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    weight: np.ndarray
+
+
+def uniform_sample(x: np.ndarray, t: np.ndarray, rows: int, seed: int) -> Sample:
+    """``rows`` training rows drawn uniformly without replacement, each weighted ``n / rows``.
+
+    The baseline at exactly the coreset's size; weights sum to ``n``.
+
+    >>> s = uniform_sample(np.arange(20.0).reshape(10, 2), np.arange(10.0), 4, 0)
+    >>> len(s.y), float(s.weight.sum())
+    (4, 10.0)
+    """
+    n = len(t)
+    rows = max(1, min(int(rows), n))
+    index = np.sort(np.random.default_rng(seed).choice(n, size=rows, replace=False))
+    return Sample(x[index], t[index], np.full(rows, n / rows))
+
+
 def run_experiment(spark: SparkSession, name: str, cfg: Mapping[str, Any], defaults: Mapping[str, Any],
                    log: Log) -> dict[str, Any]:
     """One dataset x family x model: coreset and uniform at every level, several seeds, the full model."""
@@ -199,15 +224,17 @@ def run_experiment(spark: SparkSession, name: str, cfg: Mapping[str, Any], defau
             log(f"[quality] {name}: {n_train} train rows, {x_train.shape[1]} features, full fit "
                 f"{result['full_fit_seconds']} s, full test {result['full_test']}")
         assert x_train is not None and t_train is not None and x_test is not None and t_test is not None
-        root_rows = tree.level_sizes()[0]
-        uniform_tree = build_tree(train, replace(spec, task=tree.task),
-                                  replace(params, family="uniform", size=max(1, root_rows)))
         template = make_model(kind, cfg.get("model_options") or {}, n_classes, seed)
-        for method, built in (("coreset", tree), ("uniform", uniform_tree)):
+        coresets = {level: Sample(c.x, c.y, c.weight) for level in levels for c in [tree.get_coreset(level)]}
+        for frame in tree.levels.values():
+            frame.unpersist()
+        uniforms = {level: uniform_sample(x_train, t_train, len(c.y), seed * 1000 + level)
+                    for level, c in coresets.items()}
+        for method, samples in (("coreset", coresets), ("uniform", uniforms)):
             for level in levels:
-                c = built.get_coreset(level)
-                run = {"seed": seed, "method": method, "level": level, "rows": len(c),
-                       "fraction": len(c) / n_train, "weight_sum": float(c.weight.sum())}
+                c = samples[level]
+                run = {"seed": seed, "method": method, "level": level, "rows": len(c.y),
+                       "fraction": len(c.y) / n_train, "weight_sum": float(c.weight.sum())}
                 if n_classes and kind in CLASSIFIERS and len(np.unique(c.y)) < 2:
                     # A small uniform sample of imbalanced data can miss the rare class: no classifier can
                     # be fitted, its loss is unbounded. Counted as an infinite loss ratio (medians stay defined).
@@ -220,8 +247,6 @@ def run_experiment(spark: SparkSession, name: str, cfg: Mapping[str, Any], defau
                 if method == "coreset":
                     run["build_seconds"] = round(build_seconds, 2)
                 result["runs"].append(run)
-            for frame in built.levels.values():
-                frame.unpersist()
         last = [r for r in result["runs"] if r["seed"] == seed]
         log(f"[quality] {name} seed {seed}: " + "; ".join(
             f"{r['method'][0]}{r['level']} {r['rows']} rows {r['loss_ratio']:.3f}" for r in last))
