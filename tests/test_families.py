@@ -192,5 +192,9 @@ def test_row_counting_hyper_parameters_are_translated() -> None:
     assert hist.min_samples_leaf == 1  # 20 rows of 200,000 is 0.2 coreset rows of 2,000
     light, notes = weight_based_params(LGBMClassifier(min_child_samples=500), 2000, 200_000.0)
     assert light.min_child_samples == 5 and notes
+    assert any("reg_lambda=0" in n for n in notes)  # flagged, not changed
+    assert light.get_params()["reg_lambda"] == 0.0
+    _, notes = weight_based_params(LGBMClassifier(reg_lambda=1.0), 2000, 200_000.0)
+    assert not any("reg_lambda" in n for n in notes)
     xgb, notes = weight_based_params(XGBClassifier(min_child_weight=3.0), 2000, 200_000.0)
     assert xgb.min_child_weight == 3.0 and not notes  # already weight-based
