@@ -248,8 +248,7 @@ def weight_based_params(estimator: Any, rows: int, represented: float) -> tuple[
         proportional("min_child_samples")
         if not params.get("reg_lambda"):
             notes.append("reg_lambda=0 (LightGBM's default): with unequal weights and few rows per leaf a leaf "
-                         "value -G/H can blow up on well-separated classes (KDD Cup 99 multiclass: test accuracy "
-                         "0.40 on a weighted sample, 0.997 with reg_lambda=1.0); set reg_lambda >= 1")
+                         "value -G/H can blow up on well-separated classes; set reg_lambda >= 1")
     elif "min_weight_fraction_leaf" in params:  # scikit-learn trees and forests
         leaf = params.get("min_samples_leaf")
         if isinstance(leaf, (int, np.integer)) and leaf > 1:

@@ -225,7 +225,10 @@ def run_experiment(spark: SparkSession, name: str, cfg: Mapping[str, Any], defau
                 f"{result['full_fit_seconds']} s, full test {result['full_test']}")
         assert x_train is not None and t_train is not None and x_test is not None and t_test is not None
         template = make_model(kind, cfg.get("model_options") or {}, n_classes, seed)
-        coresets = {level: Sample(c.x, c.y, c.weight) for level in levels for c in [tree.get_coreset(level)]}
+        coresets: dict[int, Sample] = {}
+        for level in levels:
+            built = tree.get_coreset(level)
+            coresets[level] = Sample(built.x, built.y, built.weight)
         for frame in tree.levels.values():
             frame.unpersist()
         uniforms = {level: uniform_sample(x_train, t_train, len(c.y), seed * 1000 + level)
