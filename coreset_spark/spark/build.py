@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame, GroupedData
 from pyspark.sql import functions as F
 
 from coreset_spark.config import CoresetParams, DataSpec, resolve_task
@@ -138,6 +138,18 @@ def totals_pass(frame: DataFrame, sampler: Sampler) -> pa.Table:
     return table.cast(TOTALS_SCHEMA) if table.num_rows else TOTALS_SCHEMA.empty_table()
 
 
+def by_group(frame: DataFrame, key: Column, groups: int) -> GroupedData:
+    """``frame.groupBy(key)`` over at most ``groups`` shuffle partitions.
+
+    A level has few nodes (16 leaves, one root); grouping it over the session's 200 shuffle
+    partitions leaves most of them empty, and every later pass over the persisted level pays a
+    task per empty partition. The partition count changes only where a node is computed, never
+    what (each node's function sorts its rows).
+    """
+    limit = int(frame.sparkSession.conf.get("spark.sql.shuffle.partitions") or 200)
+    return frame.repartition(max(1, min(int(groups), limit)), key).groupBy(key)
+
+
 def leaf_level(frame: DataFrame, sampler: Sampler, leaf_weight: np.ndarray, keep: np.ndarray) -> DataFrame:
     """The sampled and calibrated leaves of the rows of ``frame`` (lazy)."""
     def sample(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -150,7 +162,8 @@ def leaf_level(frame: DataFrame, sampler: Sampler, leaf_weight: np.ndarray, keep
     def calibrate(table: pa.Table) -> pa.Table:
         return calibrate_leaf(table, sampler, leaf_weight)
 
-    return frame.mapInArrow(sample, CORESET_DDL).groupBy("node").applyInArrow(calibrate, CORESET_DDL)
+    sampled = frame.mapInArrow(sample, CORESET_DDL)
+    return by_group(sampled, F.col("node"), sampler.plan.n_leaves).applyInArrow(calibrate, CORESET_DDL)
 
 
 def merge_level(child: DataFrame, sampler: Sampler, level: int) -> DataFrame:
@@ -158,8 +171,9 @@ def merge_level(child: DataFrame, sampler: Sampler, level: int) -> DataFrame:
     def merge(table: pa.Table) -> pa.Table:
         return reduce_node(table, sampler, level)
 
-    parent = F.lit(0).cast("long") if level == 0 else F.floor(F.col("node") / F.lit(sampler.plan.fanin)).cast("long")
-    return child.groupBy(parent.alias("parent")).applyInArrow(merge, CORESET_DDL)
+    fanin = sampler.plan.fanin
+    parent = F.lit(0).cast("long") if level == 0 else F.floor(F.col("node") / F.lit(fanin)).cast("long")
+    return by_group(child, parent.alias("parent"), fanin ** level).applyInArrow(merge, CORESET_DDL)
 
 
 def holdout_frame(frame: DataFrame, sampler: Sampler) -> DataFrame:

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -285,12 +285,7 @@ def compute_stats(prepared: Prepared, spec: DataSpec, task: str = "classificatio
             if spec.missing == "error":
                 raise DataError(f"categorical column {c!r} has {null_features[c]} null values; fill "
                                 "them or set data.missing: impute_mean (nulls become the level __missing__)")
-    categorical = {}
-    for c in columns.categorical:
-        level = F.coalesce(column(c), F.lit(MISSING)).alias("level")
-        counts = (frame.groupBy(level).count().orderBy(F.desc("count"), F.asc("level"))
-                  .limit(spec.max_levels + 1).collect())
-        categorical[c] = {r["level"]: int(r["count"]) for r in counts}
+    categorical = level_counts(frame, columns.categorical, spec.max_levels + 1)
     if task != "classification":
         frame = frame.withColumn("_class", F.lit(0).cast("long")).withColumn("_target", target.cast("double"))
         if columns.target is not None:
@@ -328,6 +323,25 @@ def compute_stats(prepared: Prepared, spec: DataSpec, task: str = "classificatio
     if null_features:
         notes.append(f"null feature values imputed ({spec.missing}): {null_features}")
     return stats, classes, Prepared(frame, columns, notes)
+
+
+def level_counts(frame: DataFrame, categorical: tuple[str, ...], top: int) -> dict[str, dict[str, int]]:
+    """Per categorical column, its ``top`` most frequent levels and their row counts (one job).
+
+    Levels are strings (nulls become ``__missing__``); ties are broken by the level, so the result
+    does not depend on the partitioning.
+    """
+    if not categorical:
+        return {}
+    pairs = F.array(*[F.struct(F.lit(i).alias("i"), F.coalesce(column(c).cast("string"), F.lit(MISSING)).alias("level"))
+                      for i, c in enumerate(categorical)])
+    counts = frame.select(F.explode(pairs).alias("p")).groupBy("p.i", "p.level").count()
+    rank = F.row_number().over(Window.partitionBy("i").orderBy(F.desc("count"), F.asc("level")))
+    rows = counts.withColumn("rank", rank).where(F.col("rank") <= top).orderBy("i", "rank").collect()
+    out: dict[str, dict[str, int]] = {c: {} for c in categorical}
+    for r in rows:
+        out[categorical[r["i"]]][r["level"]] = int(r["count"])
+    return out
 
 
 def _check_numeric_target(frame: DataFrame, columns: Columns) -> None:
