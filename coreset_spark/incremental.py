@@ -117,11 +117,6 @@ class LeafStrata:
                 first_u[p], first_key[p] = uu, key
         return LeafStrata(out.stratum, rows, w, wi, first_u, first_key)
 
-    def weight_of(self, strata: np.ndarray) -> np.ndarray:
-        """The input weight of the stratum of each row."""
-        lookup = {int(c): float(v) for c, v in zip(self.stratum, self.weight)}
-        return np.array([lookup.get(int(c), 0.0) for c in strata], dtype=np.float64)
-
 
 @dataclass(frozen=True)
 class LeafEdit:
@@ -173,7 +168,8 @@ def edit_leaf(leaf_rows: pa.Table, strata: LeafStrata, edit: LeafEdit, sampler: 
         keep &= ~(np.isin(keys, displaced) & (u_old >= leaf_rows.column("probability").to_numpy()))
     kept = leaf_rows.filter(pa.array(keep))
 
-    pi = sampler.probabilities(added.weight, a_importance, a_strata, strata.weight_of(a_strata), level)
+    totals = {int(c): float(w) for c, w in zip(strata.stratum, strata.weight)}
+    pi = sampler.probabilities(added.weight, a_importance, a_strata, sampler.floor_weight_of(a_strata, totals), level)
     chosen = ((a_u < pi) | np.isin(added.keys, strata.first_key)) & (added.weight > 0)
     i = np.flatnonzero(chosen)
     joined = coreset_table(level, np.full(len(i), leaf), added.keys[i], added.target[i], a_strata[i],

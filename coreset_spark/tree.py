@@ -31,7 +31,7 @@ Input batches carry the columns ``_row_id`` (int64), ``_class`` (int64 class ind
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -264,14 +264,48 @@ class Sampler:
             return trees.strata(self.state, classes, x)
         return np.asarray(classes, dtype=np.int64) if self.n_strata > 1 else np.zeros(len(classes), np.int64)
 
+    def floor_groups(self) -> np.ndarray:
+        """The group of each stratum that ``min_per_class`` applies to (its class).
+
+        Strata are classes for every stratified family but ``tree``, whose strata are (class,
+        pilot leaf): the floor still counts rows per class in a node, spread over the class's
+        pilot leaves by their weight, so many small pilot regions do not swell a small node.
+
+        >>> Sampler.create("logistic", None, TreePlan(10, 2, 1), 3, 0).floor_groups().tolist()
+        [0, 1, 2]
+        """
+        if self.family == "tree" and self.state is not None:
+            if self.task != "classification":
+                return np.zeros(self.n_strata, np.int64)
+            return np.arange(self.n_strata, dtype=np.int64) // max(int(self.state.n_leaves), 1)
+        return np.arange(self.n_strata, dtype=np.int64)
+
+    def floor_totals(self, stratum_totals: np.ndarray) -> np.ndarray:
+        """Replace each stratum's total (last axis) by the total of its floor group."""
+        totals = np.asarray(stratum_totals, dtype=np.float64)
+        groups = self.floor_groups()
+        if totals.shape[-1] != len(groups) or len(np.unique(groups)) == len(groups):
+            return totals
+        one_hot = np.zeros((len(groups), int(groups.max()) + 1))
+        one_hot[np.arange(len(groups)), groups] = 1.0
+        return (totals @ one_hot)[..., groups]
+
     def probabilities(self, weight: np.ndarray, importance: np.ndarray, strata: np.ndarray,
-                      stratum_weight: np.ndarray, level: int) -> np.ndarray:
-        """Inclusion probabilities at a level."""
+                      floor_weight: np.ndarray, level: int) -> np.ndarray:
+        """Inclusion probabilities at a level (``floor_weight``: per row, its floor group's input weight in the node)."""
         return inclusion_probabilities(
             weight, importance, strata, size=self.plan.level_size(level),
             total_importance=self.total_importance, total_weight=self.total_weight, alpha=self.alpha,
-            stratum_weight=stratum_weight, min_per_stratum=self.min_per_class,
+            stratum_weight=floor_weight, min_per_stratum=self.min_per_class,
         )
+
+    def floor_weight_of(self, strata: np.ndarray, totals: Mapping[int, float]) -> np.ndarray:
+        """Per row, the input weight of its floor group, from per-stratum totals of one node."""
+        vector = np.zeros(self.n_strata)
+        for c, t in totals.items():
+            if 0 <= int(c) < self.n_strata:
+                vector[int(c)] = t
+        return self.floor_totals(vector)[np.asarray(strata, dtype=np.int64)]
 
 
 def family_module(family: str) -> Any:
@@ -480,7 +514,8 @@ def sample_leaf_batch(batch: pa.RecordBatch | pa.Table, sampler: Sampler, leaf_w
     strata = sampler.strata(rows.classes, rows.x)
     leaf = sampler.leaf_map.leaves(rows.keys)
     level = sampler.plan.levels
-    pi = sampler.probabilities(rows.weight, s, strata, leaf_weight[leaf - sampler.leaf_map.base, strata], level)
+    floor_weight = sampler.floor_totals(leaf_weight)[leaf - sampler.leaf_map.base, strata]
+    pi = sampler.probabilities(rows.weight, s, strata, floor_weight, level)
     u = row_uniforms(rows.keys, sampler.seed, level)
     chosen = (u < pi) | (np.isin(rows.keys, keep_keys) & (rows.weight > 0))
     i = np.flatnonzero(chosen)
@@ -517,8 +552,7 @@ def reduce_node(table: pa.Table, sampler: Sampler, level: int) -> pa.Table:
     w = table.column("weight").to_numpy()
     s = table.column("importance").to_numpy()
     targets = {int(c): float(w[strata == c].sum()) for c in np.unique(strata)}
-    stratum_weight = np.array([targets[int(c)] for c in strata])
-    pi = sampler.probabilities(w, s, strata, stratum_weight, level)
+    pi = sampler.probabilities(w, s, strata, sampler.floor_weight_of(strata, targets), level)
     chosen = row_uniforms(keys, sampler.seed, level) < pi
     chosen |= np.isin(keys, first_keys(keys, strata, w, sampler.seed, level))
     i = np.flatnonzero(chosen)

@@ -4,9 +4,11 @@
 heuristic, measured by the quality benchmark rather than proved:
 
 * a shallow *pilot* decision tree is fitted (weighted) on a uniform pilot sample on the driver;
-* every row's stratum is (class, pilot leaf) for classification, the pilot leaf for regression,
-  so each class in each region of the feature space keeps at least ``min_per_class`` rows in
-  every node (the per-class and per-leaf floor);
+* every row's stratum is (class, pilot leaf) for classification, the pilot leaf for regression:
+  each stratum keeps at least one row in every node and its weight exactly (the per-leaf floor),
+  and each class keeps at least ``min_per_class`` rows in expectation in every node, spread over
+  its pilot leaves by their weight (the per-class floor; a floor of ``min_per_class`` per
+  stratum would fill a small node with the rare (class, leaf) strata);
 * a row's importance is the gradient magnitude of the pilot model's loss at that row,
   ``sqrt(g^2 + lambda h^2)`` as CatBoost's MVS uses per boosting iteration (log loss: g = p - e_y,
   h = p (1 - p); squared loss: g = residual, h = 1), so rows the pilot gets wrong, near the

@@ -155,6 +155,22 @@ def test_tree_family_strata_and_gradient_importance() -> None:
     assert seen == set(trees.strata(sampler_state, y, np.column_stack([x, np.zeros(2000)])).tolist())
 
 
+def test_tree_family_floor_counts_rows_per_class_not_per_pilot_leaf() -> None:
+    t = table(8000)
+    levels = build(t, "tree", "classification", size=40, levels=1, pilot_rows=2000, pilot_depth=3)
+    root = levels[0]
+    strata = len(set(root.column("stratum").to_pylist()))
+    assert strata >= 8  # 2 classes x several pilot leaves, each keeps a row
+    # A floor of 10 rows per (class, pilot leaf) stratum would put over 100 rows in the root; per class
+    # it leaves the root near its planned size plus one row per stratum.
+    assert root.num_rows <= 40 + strata + 20
+    y = root.column("target").to_numpy().astype(int)
+    assert min((y == 0).sum(), (y == 1).sum()) >= 10
+    assert root.column("weight").to_numpy().sum() == pytest.approx(8000, rel=1e-9)
+    sampler = Sampler.create("logistic", ENCODER, TreePlan(10, 2, 1), 3, 0)
+    assert sampler.floor_totals(np.array([[1.0, 2.0, 3.0]])).tolist() == [[1.0, 2.0, 3.0]]  # strata are classes
+
+
 def test_family_determinism_in_memory() -> None:
     t = table(4000, task="clustering")
     a = build(t, "kmeans", "clustering", kmeans_mode="sensitivity", clusters=4, pilot_rows=800)
