@@ -21,6 +21,9 @@ from typing import Any
 import yaml
 
 FAMILIES = ("logistic", "linear", "kmeans", "tree", "pca", "uniform")
+# uniform_floor when none is given: 0.1, but 0.5 for the `tree` heuristic, whose gradient importance
+# alone lost to a plain uniform sample on balanced data (Adult, LightGBM: README, Quality).
+DEFAULT_UNIFORM_FLOOR = {"tree": 0.5}
 TASKS = ("auto", "classification", "regression", "clustering")
 KMEANS_MODES = ("lightweight", "sensitivity")
 MISSING_POLICIES = ("impute_mean", "error")
@@ -128,7 +131,8 @@ class CoresetParams:
     fanin : children per tree node.
     levels : number of merge levels below the root; 0 chooses it from the row count so the
         leaf level holds about ``leaf_fraction`` of the rows at most.
-    uniform_floor : alpha in q_i = (1 - alpha) s_i / S + alpha w_i / W.
+    uniform_floor : alpha in q_i = (1 - alpha) s_i / S + alpha w_i / W; ``None`` (default) is
+        the family's: 0.5 for ``tree``, 0.1 for every other family.
     min_per_class : every class in every node keeps in expectation at least this many rows
         (all of them when it has fewer), and always at least one.
     leaf_fraction : upper bound on the leaf level's expected share of the rows when
@@ -161,7 +165,7 @@ class CoresetParams:
     seed: int = 0
     fanin: int = 16
     levels: int = 0
-    uniform_floor: float = 0.1
+    uniform_floor: float | None = None
     min_per_class: int = 10
     leaf_fraction: float = 0.5
     max_driver_rows: int = 2_000_000
@@ -172,6 +176,15 @@ class CoresetParams:
     pilot_depth: int = 3
     class_weight: str | Mapping[Any, float] | None = None
     holdout_fraction: float = 0.0
+
+    @property
+    def alpha(self) -> float:
+        """The uniform floor in use: ``uniform_floor``, or the family's default when it is ``None``.
+
+        >>> CoresetParams(family="tree").alpha, CoresetParams(family="logistic").alpha
+        (0.5, 0.1)
+        """
+        return float(self.uniform_floor if self.uniform_floor is not None else DEFAULT_UNIFORM_FLOOR.get(self.family, 0.1))
 
     def __post_init__(self) -> None:
         _require(isinstance(self.size, int) and self.size >= 1,
@@ -188,7 +201,8 @@ class CoresetParams:
         _require(self.fanin ** max(self.levels, 1) <= MAX_LEAVES,
                  f"coreset.levels={self.levels} with fanin={self.fanin} makes {self.fanin ** self.levels} leaves, "
                  f"more than {MAX_LEAVES}; use fewer levels or 0 (automatic)")
-        _require(0.0 < self.uniform_floor <= 1.0,
+        _require(self.uniform_floor is None
+                 or (isinstance(self.uniform_floor, (int, float)) and 0.0 < self.uniform_floor <= 1.0),
                  f"coreset.uniform_floor={self.uniform_floor!r} must be in (0, 1]; 0.1 to 0.5 is usual")
         _require(isinstance(self.min_per_class, int) and self.min_per_class >= 1,
                  f"coreset.min_per_class={self.min_per_class!r} must be a positive integer")

@@ -78,7 +78,7 @@ def test_spark_build_equals_the_in_memory_reference(kdd):
     frame = with_classes(prepare(df, spec), tree.classes)
     local = frame.select("_row_id", "_class", "_weight", *tree.encoder.input_columns).toArrow()
     sampler = Sampler.create(params.family, tree.encoder, tree.plan, len(tree.classes), params.seed,
-                             params.uniform_floor, params.min_per_class)
+                             params.alpha, params.min_per_class)
     reference = build_in_memory(local, sampler)
     for level in tree.level_sizes():
         assert np.array_equal(rows_of(tree, level).column("row_id").to_numpy(),

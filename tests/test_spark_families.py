@@ -94,7 +94,7 @@ def test_in_memory_build_equals_spark_build_for_sensitivity_kmeans(housing, spar
     table = pa.table({"_row_id": pdf["_row_id"].to_numpy(), "_class": np.zeros(len(pdf), np.int64),
                       "_weight": np.ones(len(pdf)), "_target": np.zeros(len(pdf)),
                       **{c: pdf[c].to_numpy() for c in pdf.columns if c.startswith("_c")}})
-    sampler = Sampler.create("kmeans", encoder, tree.plan, 0, 1, params.uniform_floor, params.min_per_class,
+    sampler = Sampler.create("kmeans", encoder, tree.plan, 0, 1, params.alpha, params.min_per_class,
                              "clustering", params)
     levels = build_in_memory(table, sampler)
     for level, rows in levels.items():

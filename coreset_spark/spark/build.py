@@ -220,7 +220,7 @@ def build_tree(df: DataFrame, spec: DataSpec, params: CoresetParams, progress: P
                                   *[column(c).alias(f"_c{i}") for i, c in enumerate(names)])
     plan = TreePlan.choose(stats.n_rows, params.size, params.fanin, params.leaf_fraction, params.levels)
     sampler = Sampler.create(params.family, task_encoder, plan, len(classes), params.seed,
-                             params.uniform_floor, params.min_per_class, task, params)
+                             params.alpha, params.min_per_class, task, params)
     gram = sums = pilot = None
     for name in sampler.passes:
         if name == "gram":

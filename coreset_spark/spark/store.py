@@ -356,7 +356,7 @@ def _tree_from(table: DataFrame, meta: dict[str, Any], path: str, fmt: str, vers
                                level_totals={int(k): (float(a), float(b)) for k, (a, b) in ctx["level_totals"].items()},
                                gram=list_to_matrix(ctx.get("gram")), sums=list_to_matrix(ctx.get("sums")), pilot=pilot)
     task_encoder, _ = encoder.with_safe_names()
-    sampler = Sampler.create(params.family, task_encoder, plan, len(classes), params.seed, params.uniform_floor,
+    sampler = Sampler.create(params.family, task_encoder, plan, len(classes), params.seed, params.alpha,
                              params.min_per_class, meta["task"], params)
     if context is not None:
         sampler = restore_sampler(sampler, context)
