@@ -201,9 +201,13 @@ class CoresetParams:
         _require(self.fanin ** max(self.levels, 1) <= MAX_LEAVES,
                  f"coreset.levels={self.levels} with fanin={self.fanin} makes {self.fanin ** self.levels} leaves, "
                  f"more than {MAX_LEAVES}; use fewer levels or 0 (automatic)")
-        _require(self.uniform_floor is None
-                 or (isinstance(self.uniform_floor, (int, float)) and 0.0 < self.uniform_floor <= 1.0),
-                 f"coreset.uniform_floor={self.uniform_floor!r} must be in (0, 1]; 0.1 to 0.5 is usual")
+        _require(self.uniform_floor is None or (isinstance(self.uniform_floor, (int, float))
+                                                and not isinstance(self.uniform_floor, bool)),
+                 f"coreset.uniform_floor={self.uniform_floor!r} must be a number in (0, 1] (not quoted), "
+                 "or null for the family's default")
+        _require(self.uniform_floor is None or 0.0 < self.uniform_floor <= 1.0,
+                 f"coreset.uniform_floor={self.uniform_floor!r} must be in (0, 1]; 0.1 to 0.5 is usual "
+                 "(1 is a plain uniform sample within the class floors)")
         _require(isinstance(self.min_per_class, int) and self.min_per_class >= 1,
                  f"coreset.min_per_class={self.min_per_class!r} must be a positive integer")
         _require(0.0 < self.leaf_fraction <= 1.0,

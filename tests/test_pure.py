@@ -58,6 +58,11 @@ def test_config_errors_name_the_setting_and_value() -> None:
         from_mapping(CoresetParams, {"sise": 10}, "coreset")
     with pytest.raises(ConfigError, match=r"data.missing='drop'"):
         DataSpec(target="y", missing="drop")
+    with pytest.raises(ConfigError, match=r"coreset.uniform_floor='0.2' must be a number"):
+        CoresetParams(uniform_floor="0.2")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"coreset.uniform_floor=1.5 must be in \(0, 1\]"):
+        CoresetParams(uniform_floor=1.5)
+    assert CoresetParams(family="tree").alpha == 0.5 and CoresetParams(family="tree", uniform_floor=0.2).alpha == 0.2
     with pytest.raises(ConfigError, match=r"makes 4294967296 leaves"):
         CoresetParams(fanin=16, levels=8)
     with pytest.raises(ConfigError, match=r"lists a column twice"):
