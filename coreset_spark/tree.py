@@ -191,12 +191,16 @@ class Sampler:
 
     @staticmethod
     def create(family: str, encoder: Encoder, plan: TreePlan, n_strata: int, seed: int,
-               alpha: float = 0.2, min_per_class: int = 10, task: str = "classification",
+               alpha: float | None = None, min_per_class: int = 10, task: str = "classification",
                params: CoresetParams | None = None) -> Sampler:
-        """A sampler before the global statistics are known (``n_strata``: the number of classes)."""
+        """A sampler before the global statistics are known (``n_strata``: the number of classes).
+
+        ``alpha`` (the uniform floor) defaults to ``params.alpha``, the family's default.
+        """
         module = family_module(family)
         strata = n_strata if module.STRATIFIED and task == "classification" else 1
         params = params or CoresetParams(family=family, seed=seed)
+        alpha = params.alpha if alpha is None else float(alpha)
         return Sampler(family, encoder, plan, strata, seed, alpha, min_per_class, task, params, max(n_strata, 1),
                        holdout=params.holdout_fraction)
 
