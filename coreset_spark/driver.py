@@ -167,7 +167,9 @@ def weight_scale_rules(estimator: Any, weight: np.ndarray) -> tuple[Any, np.ndar
     notes: list[str] = []
     if name in ("LogisticRegression", "LogisticRegressionCV") and solver in ("sag", "saga") and "C" in params:
         target.set_params(C=float(params["C"]) * mean)
-        notes.append(f"{name}(solver={solver!r}): weights / {mean:.4g}, C x {mean:.4g} (same optimum)")
+        notes.append(f"{name}(solver={solver!r}): weights / {mean:.4g}, C x {mean:.4g} (same optimum); {solver} "
+                     "is slow on coresets (large-norm rows), coreset_spark.elastic_net.ElasticNetLogisticRegression "
+                     "fits the same L1 / elastic-net objective with L-BFGS-B")
     elif name in ("Ridge", "RidgeClassifier") and solver in ("sag", "saga"):
         target.set_params(alpha=float(params["alpha"]) / mean)
         notes.append(f"{name}(solver={solver!r}): weights / {mean:.4g}, alpha / {mean:.4g} (same optimum)")

@@ -48,6 +48,7 @@ from sklearn.pipeline import Pipeline
 
 from coreset_spark import datasets
 from coreset_spark.config import CoresetParams, DataSpec
+from coreset_spark.elastic_net import ElasticNetLogisticRegression
 from coreset_spark.job import split_train_test
 from coreset_spark.spark.build import build_tree
 from coreset_spark.spark.evaluate import HOLDOUT_METRIC, collect_rows, encoded_frame, evaluate_many
@@ -150,12 +151,12 @@ def mllib_comparison(spark: SparkSession, train: DataFrame, test: DataFrame, tre
     n = float(coreset.weight.sum())
     space = [{"C": [math.inf if r == 0 else 1.0 / (r * n)], "l1_ratio": [m]} for r in reg_params for m in mixes]
     # Without a penalty (regParam 0) the elastic-net mix means nothing: lbfgs, as MLlib's own choice
-    # for that case; with an L1 part, saga (the only scikit-learn solver for it; its weights are
-    # rescaled by fit_on_coreset).
+    # for that case; with an L1 part, ElasticNetLogisticRegression (the same objective as
+    # scikit-learn's saga, solved by L-BFGS-B: saga stalls on a coreset's large-norm rows).
     max_iter = int(cfg.get("sklearn_max_iter", 3000))
     candidates = [Candidate(f"lr_{i}", LogisticRegression(C=s["C"][0], max_iter=max_iter)
                             if s["l1_ratio"][0] == 0 or math.isinf(s["C"][0]) else
-                            LogisticRegression(C=s["C"][0], l1_ratio=s["l1_ratio"][0], solver="saga", max_iter=max_iter),
+                            ElasticNetLogisticRegression(C=s["C"][0], l1_ratio=s["l1_ratio"][0], max_iter=max_iter),
                             {}) for i, s in enumerate(space)]
     result, search_s = _timed(lambda: tune(candidates, coreset, scoring="roc_auc", cv=folds,
                                            n_jobs=int(cfg.get("n_jobs", 2))))

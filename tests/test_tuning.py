@@ -191,3 +191,40 @@ def test_a_failing_configuration_is_reported_not_fatal() -> None:
     bad = next(t for t in result.trials if t.params["C"] == -1.0)
     assert np.isnan(bad.score) and "InvalidParameterError" in bad.notes[0]
     assert result.best.params == {"C": 1.0}
+
+
+@pytest.mark.parametrize("l1_ratio", [0.0, 0.5, 1.0])
+def test_elastic_net_logistic_matches_saga_and_repeated_rows(l1_ratio: float) -> None:
+    from coreset_spark.elastic_net import ElasticNetLogisticRegression
+
+    x, y, w = _data(n=400, seed=3)
+    x = np.column_stack([x, np.random.default_rng(9).normal(size=(400, 3))])  # three noise columns
+    model = ElasticNetLogisticRegression(C=0.02, l1_ratio=l1_ratio).fit(x, y, sample_weight=w)
+    saga = LogisticRegression(C=0.02, l1_ratio=l1_ratio, solver="saga", tol=1e-12, max_iter=200000)
+    saga.fit(x, y, sample_weight=w)
+    np.testing.assert_allclose(model.coef_, saga.coef_, atol=1e-5)
+    np.testing.assert_allclose(model.intercept_, saga.intercept_, atol=1e-5)
+    repeated = ElasticNetLogisticRegression(C=0.02, l1_ratio=l1_ratio).fit(np.repeat(x, w.astype(int), axis=0),
+                                                                            np.repeat(y, w.astype(int)))
+    np.testing.assert_allclose(model.coef_, repeated.coef_, atol=1e-7)
+    if l1_ratio == 1.0:
+        assert (model.coef_ == 0).sum() >= 1  # exact zeros from the bound constraints
+    proba = model.predict_proba(x)
+    assert proba.shape == (400, 2) and np.allclose(proba.sum(axis=1), 1.0)
+    assert set(model.predict(x)) <= set(model.classes_)
+
+
+def test_elastic_net_logistic_bad_input_is_named() -> None:
+    from coreset_spark.elastic_net import ElasticNetLogisticRegression
+
+    x, y, w = _data(classes=3)
+    with pytest.raises(ValueError, match="3 classes.*OneVsRestClassifier"):
+        ElasticNetLogisticRegression().fit(x, y)
+    x, y, w = _data()
+    with pytest.raises(ValueError, match="C=0.0"):
+        ElasticNetLogisticRegression(C=0.0).fit(x, y)
+    with pytest.raises(ValueError, match="l1_ratio=1.5"):
+        ElasticNetLogisticRegression(l1_ratio=1.5).fit(x, y)
+    result = tune([Candidate("enet", ElasticNetLogisticRegression(), {"C": [0.01, 1.0]})], (x, y, w),
+                  scoring="roc_auc", cv=3)
+    assert len(result.trials) == 2 and all(np.isfinite(t.score) for t in result.trials)
