@@ -206,18 +206,23 @@ def fit_on_coreset(estimator: Any, x: np.ndarray, y: np.ndarray, weight: np.ndar
 #       k / represented, min_samples_leaf = 1 (a leaf must hold k rows' worth of weight);
 #       min_samples_split=k -> flagged (no weight-based twin): kept, with a note;
 #       max_samples=k rows (forests) -> max_samples = k / represented (a fraction).
-#   HistGradientBoosting: min_samples_leaf=k -> max(1, round(k * rows / represented)) (a
-#       proportional share of coreset rows; it has no weight-based minimum).
-#   LightGBM: min_child_samples (min_data_in_leaf)=k -> max(1, round(k * rows / represented)), and
-#       min_child_weight is left as is (it sums the hessian, which the weights already scale);
-#       reg_lambda = 0 (its default) is flagged: with weighted rows and one-row leaves, multiclass
-#       leaf values diverge (see the note).
+#   Gradient boosting (HistGradientBoosting min_samples_leaf=k, LightGBM min_child_samples=k):
+#       kept, k coreset rows, with a note. A boosting leaf's value is a ratio of the sums of the
+#       gradients and hessians of its rows: its noise is set by how many sampled rows it holds,
+#       not by how many rows they stand for, so a leaf needs k rows of the coreset as it needs k
+#       rows of the full data. (The proportional share, k * rows / represented, used before, let
+#       leaves of one coreset row fit that row's noise: on a 40,004-row flights coreset the CV then
+#       preferred learning rate 0.1, whose fit on all 2.1 million rows scored 0.7247 test ROC AUC,
+#       against 0.7399 for learning rate 0.2, which the CV prefers with k = 20 coreset rows.)
+#       LightGBM's min_child_weight is left as is (it sums the hessian, which the weights already
+#       scale); reg_lambda = 0 (its default) is flagged: with weighted rows and few rows per leaf,
+#       multiclass leaf values diverge (see the note).
 #   XGBoost: min_child_weight already sums weighted hessians: unchanged.
 ROW_COUNT_RULES = {
-    "min_samples_leaf": "weight fraction (scikit-learn trees) or proportional share (HistGradientBoosting)",
+    "min_samples_leaf": "weight fraction (scikit-learn trees) or kept as coreset rows (HistGradientBoosting)",
     "min_samples_split": "flagged: no weight-based equivalent",
     "max_samples": "fraction of the represented rows",
-    "min_child_samples": "proportional share of coreset rows (LightGBM)",
+    "min_child_samples": "kept as coreset rows (LightGBM)",
 }
 
 
@@ -235,19 +240,17 @@ def weight_based_params(estimator: Any, rows: int, represented: float) -> tuple[
     params = model.get_params(deep=False)
     name = type(model).__name__
     notes: list[str] = []
-    share = rows / represented if represented > 0 else 1.0
 
-    def proportional(key: str) -> None:
+    def kept(key: str) -> None:
         value = params.get(key)
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 1:
-            new = max(1, int(round(value * share)))
-            model.set_params(**{key: new})
-            notes.append(f"{key}={value} rows -> {new} coreset rows ({rows} rows standing for {represented:.0f})")
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 1 and represented > rows:
+            notes.append(f"{key}={value} kept: {value} coreset rows per leaf ({rows} rows standing for "
+                         f"{represented:.0f}; a leaf value needs that many sampled rows)")
 
     if name.startswith("HistGradientBoosting"):
-        proportional("min_samples_leaf")
+        kept("min_samples_leaf")
     elif name.startswith("LGBM"):
-        proportional("min_child_samples")
+        kept("min_child_samples")
         if not params.get("reg_lambda"):
             notes.append("reg_lambda=0 (LightGBM's default): with unequal weights and few rows per leaf a leaf "
                          "value -G/H can blow up on well-separated classes; set reg_lambda >= 1")

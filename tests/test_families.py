@@ -204,10 +204,11 @@ def test_row_counting_hyper_parameters_are_translated() -> None:
     assert forest.min_samples_leaf == 1 and forest.min_weight_fraction_leaf == pytest.approx(1e-4)
     assert forest.max_samples == pytest.approx(0.025)
     assert any("min_samples_split=40" in n for n in notes)
-    hist, _ = weight_based_params(HistGradientBoostingClassifier(min_samples_leaf=20), 2000, 200_000.0)
-    assert hist.min_samples_leaf == 1  # 20 rows of 200,000 is 0.2 coreset rows of 2,000
+    # boosting: a leaf value needs k sampled rows, whatever they stand for (kept, with a note)
+    hist, notes = weight_based_params(HistGradientBoostingClassifier(min_samples_leaf=20), 2000, 200_000.0)
+    assert hist.min_samples_leaf == 20 and any("min_samples_leaf=20 kept" in n for n in notes)
     light, notes = weight_based_params(LGBMClassifier(min_child_samples=500), 2000, 200_000.0)
-    assert light.min_child_samples == 5 and notes
+    assert light.min_child_samples == 500 and any("min_child_samples=500 kept" in n for n in notes)
     assert any("reg_lambda=0" in n for n in notes)  # flagged, not changed
     assert light.get_params()["reg_lambda"] == 0.0
     _, notes = weight_based_params(LGBMClassifier(reg_lambda=1.0), 2000, 200_000.0)
