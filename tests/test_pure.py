@@ -101,3 +101,19 @@ def test_weighted_search_scores_with_weights() -> None:
     plain = GridSearchCV(LogisticRegression(), {"C": [0.01, 1.0]}, scoring="neg_log_loss",
                          cv=StratifiedKFold(3, shuffle=True, random_state=0)).fit(x, y)
     assert not np.allclose(search.cv_results_["mean_test_score"], plain.cv_results_["mean_test_score"])
+
+
+def test_the_sampling_modules_do_not_import_scikit_learn() -> None:
+    """A Spark Python worker that only samples must not pay for scikit-learn, SciPy and pandas."""
+    import subprocess
+    import sys
+
+    code = ("import sys, coreset_spark.tree, coreset_spark.spark.build, coreset_spark.encoding; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'pandas'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    import coreset_spark
+
+    assert coreset_spark.CoresetParams(size=10).size == 10 and "build_tree" in dir(coreset_spark)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = coreset_spark.nothing  # type: ignore[attr-defined]
