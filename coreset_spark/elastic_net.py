@@ -27,6 +27,7 @@ where the L1 part sets a coefficient to zero. Binary targets; for several classe
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Any
 
@@ -35,6 +36,7 @@ from scipy.optimize import minimize
 from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import Tags
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
@@ -50,8 +52,9 @@ class ElasticNetLogisticRegression(ClassifierMixin, BaseEstimator):
     l1_ratio : the L1 share of the penalty, 0 (ridge) to 1 (lasso).
     fit_intercept : fit an unpenalised intercept.
     tol : stop when the largest projected gradient component is below ``tol`` times the objective
-        at zero coefficients (a scale-free criterion).
-    max_iter : L-BFGS-B iterations at most; a ``ConvergenceWarning`` says when they ran out.
+        at the solution (a scale-free criterion: it does not loosen when the weights are large).
+    max_iter : L-BFGS-B iterations at most; a ``ConvergenceWarning`` says when they ran out, or
+        when the solver stopped before the gradient test was met.
     """
 
     def __init__(self, C: float = 1.0, l1_ratio: float = 0.5, fit_intercept: bool = True, tol: float = 1e-7,
@@ -62,55 +65,100 @@ class ElasticNetLogisticRegression(ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.max_iter = max_iter
 
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        if tags.classifier_tags is not None:
+            tags.classifier_tags.multi_class = False
+        return tags
+
     def _check_params(self) -> None:
-        if not (isinstance(self.C, (int, float)) and np.isfinite(self.C) and self.C > 0):
+        def real(value: Any) -> bool:
+            return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+        if not (real(self.C) and np.isfinite(self.C) and self.C > 0):
             raise ValueError(f"C={self.C!r}: it must be a finite number > 0 (no penalty at all: use "
                              "LogisticRegression(C=np.inf) with solver='lbfgs')")
-        if not (isinstance(self.l1_ratio, (int, float)) and 0.0 <= self.l1_ratio <= 1.0):
+        if not (real(self.l1_ratio) and 0.0 <= self.l1_ratio <= 1.0):
             raise ValueError(f"l1_ratio={self.l1_ratio!r}: it must be a number from 0 (L2) to 1 (L1)")
+        if not (real(self.tol) and np.isfinite(self.tol) and self.tol > 0):
+            raise ValueError(f"tol={self.tol!r}: it must be a finite number > 0, for example 1e-7")
+        if not (isinstance(self.max_iter, numbers.Integral) and not isinstance(self.max_iter, (bool, np.bool_))
+                and self.max_iter >= 1):
+            raise ValueError(f"max_iter={self.max_iter!r}: it must be a whole number >= 1, for example 2000")
+        if not isinstance(self.fit_intercept, (bool, np.bool_)):
+            raise ValueError(f"fit_intercept={self.fit_intercept!r}: it must be True or False")
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> ElasticNetLogisticRegression:
-        """Fit on ``X``, ``y`` with optional ``sample_weight`` (the coreset weights)."""
+        """Fit on ``X``, ``y`` with optional ``sample_weight`` (the coreset weights, >= 0)."""
         self._check_params()
         x, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_ = np.unique(y)
-        if len(self.classes_) != 2:
-            raise ValueError(f"ElasticNetLogisticRegression is binary; y has {len(self.classes_)} classes "
-                             f"({list(self.classes_)[:5]}): wrap it in sklearn.multiclass.OneVsRestClassifier")
-        weight = _check_sample_weight(sample_weight, x, dtype=np.float64)
+        if len(self.classes_) < 2:
+            raise ValueError(f"y has only one class ({list(self.classes_)}): a binary classifier needs rows of "
+                             "both classes; check the target column, or fit on a larger sample or coreset level")
+        if len(self.classes_) > 2:
+            raise ValueError(f"Only binary classification is supported by ElasticNetLogisticRegression; y has "
+                             f"{len(self.classes_)} classes ({list(self.classes_)[:5]}): wrap it in "
+                             "sklearn.multiclass.OneVsRestClassifier")
+        weight = _check_sample_weight(sample_weight, x, dtype=np.float64, ensure_non_negative=True)
         target = (y == self.classes_[1]).astype(np.float64)
         n_features = x.shape[1]
-        c, ratio = float(self.C), float(self.l1_ratio)
+        c, ratio, tol = float(self.C), float(self.l1_ratio), float(self.tol)
+        intercept = bool(self.fit_intercept)
         cw = c * weight
 
         def objective(z: np.ndarray) -> tuple[float, np.ndarray]:
             plus, minus = z[:n_features], z[n_features:2 * n_features]
             beta = plus - minus
-            eta = x @ beta + (z[-1] if self.fit_intercept else 0.0)
+            eta = x @ beta + (z[-1] if intercept else 0.0)
             data = float(cw @ (np.logaddexp(0.0, eta) - target * eta))
             residual = cw * (expit(eta) - target)
             g_beta = x.T @ residual + (1.0 - ratio) * beta
             value = data + ratio * float(plus.sum() + minus.sum()) + 0.5 * (1.0 - ratio) * float(beta @ beta)
-            grad = np.concatenate([g_beta + ratio, ratio - g_beta, [residual.sum() if self.fit_intercept else 0.0]])
+            grad = np.concatenate([g_beta + ratio, ratio - g_beta, [residual.sum() if intercept else 0.0]])
             return value, grad
 
-        start = np.zeros(2 * n_features + 1)
-        if self.fit_intercept:  # the intercept of the weighted base rate
+        def projected_gradient(z: np.ndarray, grad: np.ndarray) -> float:
+            """The largest gradient component not blocked by a bound (z = 0 with a positive gradient)."""
+            free = grad.copy()
+            free[:2 * n_features][(z[:2 * n_features] <= 0.0) & (grad[:2 * n_features] > 0.0)] = 0.0
+            if not intercept:
+                free[-1] = 0.0
+            return float(np.abs(free).max()) if len(free) else 0.0
+
+        z = np.zeros(2 * n_features + 1)
+        if intercept:  # the intercept of the weighted base rate
             rate = float(np.clip(weight @ target / max(weight.sum(), 1e-300), 1e-12, 1 - 1e-12))
-            start[-1] = np.log(rate / (1 - rate))
-        scale = max(abs(objective(start)[0]), 1e-12)
-        bounds = [(0.0, None)] * (2 * n_features) + [(None, None) if self.fit_intercept else (0.0, 0.0)]
-        result = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=bounds,
-                          options={"maxiter": int(self.max_iter), "gtol": float(self.tol) * scale,
-                                   "ftol": 1e-12, "maxcor": 20})
-        if result.status == 1:
-            warnings.warn(f"ElasticNetLogisticRegression: L-BFGS-B stopped at max_iter={self.max_iter} before "
-                          "converging; raise max_iter", ConvergenceWarning, stacklevel=2)
-        z = result.x
+            z[-1] = np.log(rate / (1 - rate))
+        bounds = [(0.0, None)] * (2 * n_features) + [(None, None) if intercept else (0.0, 0.0)]
+        value = objective(z)[0]
+        iterations, message = 0, ""
+        # The gradient test is relative to the objective; the objective at the start can be far larger
+        # than at the solution (separable classes, large weights), so a round that met the test against
+        # an earlier, larger objective is continued against the smaller one.
+        for _ in range(10):
+            result = minimize(objective, z, jac=True, method="L-BFGS-B", bounds=bounds,
+                              options={"maxiter": int(self.max_iter) - iterations,
+                                       "gtol": tol * max(abs(value), 1e-12),
+                                       "ftol": min(1e-12, tol * 1e-5), "maxcor": 20})
+            iterations += int(result.nit)
+            z, message = result.x, str(result.message)
+            value, grad = objective(z)
+            converged = projected_gradient(z, grad) <= tol * max(abs(value), 1e-12)
+            if converged or iterations >= int(self.max_iter) or result.nit == 0:
+                break
+        if not converged:
+            if iterations >= int(self.max_iter):
+                warnings.warn(f"ElasticNetLogisticRegression: L-BFGS-B stopped at max_iter={self.max_iter} before "
+                              "converging; raise max_iter", ConvergenceWarning, stacklevel=2)
+            else:
+                warnings.warn(f"ElasticNetLogisticRegression: L-BFGS-B stopped before the gradient test was met "
+                              f"({message}); the coefficients may be inaccurate: standardise the features, or "
+                              f"loosen tol={self.tol!r}", ConvergenceWarning, stacklevel=2)
         self.coef_ = (z[:n_features] - z[n_features:2 * n_features]).reshape(1, -1)
-        self.intercept_ = np.array([z[-1] if self.fit_intercept else 0.0])
-        self.n_iter_ = np.array([int(result.nit)])
+        self.intercept_ = np.array([z[-1] if intercept else 0.0])
+        self.n_iter_ = np.array([iterations])
         return self
 
     def decision_function(self, X: Any) -> np.ndarray:
@@ -126,4 +174,5 @@ class ElasticNetLogisticRegression(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """The more probable class."""
-        return np.asarray(self.classes_[(self.decision_function(X) > 0).astype(int)])
+        scores = self.decision_function(X)
+        return np.asarray(self.classes_[(scores > 0).astype(int)])

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression, Ridge, SGDClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -225,6 +226,32 @@ def test_elastic_net_logistic_bad_input_is_named() -> None:
         ElasticNetLogisticRegression(C=0.0).fit(x, y)
     with pytest.raises(ValueError, match="l1_ratio=1.5"):
         ElasticNetLogisticRegression(l1_ratio=1.5).fit(x, y)
+    for bad, named in [({"max_iter": 2.7}, "max_iter=2.7"), ({"tol": float("nan")}, "tol=nan"),
+                       ({"fit_intercept": "no"}, "fit_intercept='no'")]:
+        with pytest.raises(ValueError, match=named):
+            ElasticNetLogisticRegression(**bad).fit(x, y)
+    with pytest.raises(ValueError, match="only one class"):
+        ElasticNetLogisticRegression().fit(x[:5], np.zeros(5))
+    with pytest.raises(ValueError, match="Negative values.*sample_weight"):
+        ElasticNetLogisticRegression().fit(x, y, sample_weight=np.where(np.arange(len(y)) < 5, -3.0, 1.0))
+    with pytest.raises(NotFittedError):
+        ElasticNetLogisticRegression().predict(x)
+    # NumPy scalars are numbers (a grid built with np.arange)
+    ElasticNetLogisticRegression(C=np.int64(2), l1_ratio=np.float32(0.5)).fit(x, y)
     result = tune([Candidate("enet", ElasticNetLogisticRegression(), {"C": [0.01, 1.0]})], (x, y, w),
                   scoring="roc_auc", cv=3)
     assert len(result.trials) == 2 and all(np.isfinite(t.score) for t in result.trials)
+
+
+def test_elastic_net_logistic_converges_with_large_weights_on_separable_classes() -> None:
+    """The gradient test is relative to the objective at the solution, not at the start (which
+    is far larger with big weights on separable classes): the fit matches lbfgs's L2 optimum."""
+    from coreset_spark.elastic_net import ElasticNetLogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = np.r_[rng.normal(-3, 1, (20, 2)), rng.normal(3, 1, (20, 2))]
+    y = np.r_[np.zeros(20), np.ones(20)]
+    w = np.full(40, 1e6)
+    model = ElasticNetLogisticRegression(l1_ratio=0.0).fit(x, y, sample_weight=w)
+    lbfgs = LogisticRegression(C=1.0, tol=1e-12, max_iter=10000).fit(x, y, sample_weight=w)
+    np.testing.assert_allclose(model.coef_, lbfgs.coef_, rtol=1e-4)
