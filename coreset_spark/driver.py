@@ -201,12 +201,15 @@ def fit_on_coreset(estimator: Any, x: np.ndarray, y: np.ndarray, weight: np.ndar
 # Row-counting hyper-parameters and their weight-based translations. On a coreset a row stands
 # for ``weight`` rows, so a rule that counts rows (a leaf needs 20 rows) would count coreset rows,
 # not the rows they stand for. The rules (``represented`` = sum of weights = rows of the full data,
-# ``rows`` = rows of the coreset):
+# ``rows`` = rows of the coreset; in a Pipeline, the final step; nothing is translated when the
+# weights sum to no more than the rows, as each row then stands for at most one):
 #   scikit-learn trees and forests: min_samples_leaf=k (k >= 1 rows) -> min_weight_fraction_leaf =
-#       k / represented, min_samples_leaf = 1 (a leaf must hold k rows' worth of weight);
-#       min_samples_split=k -> flagged (no weight-based twin): kept, with a note;
+#       k / represented, min_samples_leaf = 1 (a leaf must hold k rows' worth of weight); a
+#       fraction f of the rows -> min_weight_fraction_leaf = f; both capped at scikit-learn's 0.5;
+#       min_samples_split (rows or a fraction) -> flagged (no weight-based twin): kept, with a note;
 #       max_samples=k rows (forests) -> max_samples = k / represented (a fraction).
-#   Gradient boosting (HistGradientBoosting min_samples_leaf=k, LightGBM min_child_samples=k):
+#   Gradient boosting (GradientBoosting and HistGradientBoosting min_samples_leaf=k, LightGBM
+#   min_child_samples=k or its aliases):
 #       kept, k coreset rows, with a note. A boosting leaf's value is a ratio of the sums of the
 #       gradients and hessians of its rows: its noise is set by how many sampled rows it holds,
 #       not by how many rows they stand for, so a leaf needs k rows of the coreset as it needs k
@@ -219,53 +222,83 @@ def fit_on_coreset(estimator: Any, x: np.ndarray, y: np.ndarray, weight: np.ndar
 #       multiclass leaf values diverge (see the note).
 #   XGBoost: min_child_weight already sums weighted hessians: unchanged.
 ROW_COUNT_RULES = {
-    "min_samples_leaf": "weight fraction (scikit-learn trees) or kept as coreset rows (HistGradientBoosting)",
+    "min_samples_leaf": "weight fraction (scikit-learn trees and forests) or kept as coreset rows (gradient "
+                        "boosting: GradientBoosting, HistGradientBoosting)",
     "min_samples_split": "flagged: no weight-based equivalent",
     "max_samples": "fraction of the represented rows",
-    "min_child_samples": "kept as coreset rows (LightGBM)",
+    "min_child_samples": "kept as coreset rows (LightGBM, and its aliases min_data_in_leaf, min_data_per_leaf, "
+                         "min_data)",
 }
+
+# LightGBM's aliases, in the order LightGBM lets them override the scikit-learn argument.
+_LIGHTGBM_LEAF_ROWS = ("min_data_in_leaf", "min_data_per_leaf", "min_data", "min_child_samples")
+_LIGHTGBM_L2 = ("lambda_l2", "lambda", "l2_regularization", "reg_lambda")
+
+
+def _final_step(model: Any) -> Any:
+    """The estimator at the end of a (possibly nested) Pipeline; the model itself otherwise."""
+    while hasattr(model, "steps"):
+        model = model.steps[-1][1]
+    return model
+
+
+def _whole_number(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def weight_based_params(estimator: Any, rows: int, represented: float) -> tuple[Any, list[str]]:
     """A clone of ``estimator`` whose row-counting hyper-parameters are translated for a coreset.
 
-    Returns the clone and one note per translated or flagged parameter.
+    ``rows`` is the coreset's row count, ``represented`` the sum of its weights (the rows they stand
+    for). In a Pipeline the final step is translated. Returns the clone and one note per translated,
+    kept or flagged parameter; ``estimator`` itself is not changed.
 
     >>> from sklearn.tree import DecisionTreeClassifier
     >>> model, notes = weight_based_params(DecisionTreeClassifier(min_samples_leaf=50), 1000, 100000.0)
     >>> model.min_samples_leaf, model.min_weight_fraction_leaf
     (1, 0.0005)
     """
+    if not (isinstance(represented, (int, float, np.integer, np.floating)) and np.isfinite(represented)
+            and represented > 0):
+        raise ValueError(f"the weights sum to {represented!r}: coreset weights must sum to a finite number > 0 "
+                         "(the rows they stand for); check sample_weight for NaN, infinite or negative values")
     model = clone(estimator)
-    params = model.get_params(deep=False)
-    name = type(model).__name__
+    target = _final_step(model)
+    params = target.get_params(deep=False)
+    name = type(target).__name__
     notes: list[str] = []
+    scaled = represented > rows  # otherwise each row stands for at most one row: row counts hold as they are
 
-    def kept(key: str) -> None:
-        value = params.get(key)
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 1 and represented > rows:
+    def kept(key: str, value: Any) -> None:
+        if scaled and _whole_number(value) and value > 1:
             notes.append(f"{key}={value} kept: {value} coreset rows per leaf ({rows} rows standing for "
                          f"{represented:.0f}; a leaf value needs that many sampled rows)")
 
-    if name.startswith("HistGradientBoosting"):
-        kept("min_samples_leaf")
+    if name.startswith(("HistGradientBoosting", "GradientBoosting")):
+        kept("min_samples_leaf", params.get("min_samples_leaf"))
     elif name.startswith("LGBM"):
-        kept("min_child_samples")
-        if not params.get("reg_lambda"):
+        key = next((k for k in _LIGHTGBM_LEAF_ROWS if params.get(k) is not None), "min_child_samples")
+        kept(key, params.get(key))
+        if not any(params.get(k) for k in _LIGHTGBM_L2):
             notes.append("reg_lambda=0 (LightGBM's default): with unequal weights and few rows per leaf a leaf "
                          "value -G/H can blow up on well-separated classes; set reg_lambda >= 1")
-    elif "min_weight_fraction_leaf" in params:  # scikit-learn trees and forests
+    elif "min_weight_fraction_leaf" in params and scaled:  # scikit-learn trees and forests
         leaf = params.get("min_samples_leaf")
-        if isinstance(leaf, (int, np.integer)) and leaf > 1:
-            fraction = max(float(params.get("min_weight_fraction_leaf") or 0.0), leaf / represented)
-            model.set_params(min_samples_leaf=1, min_weight_fraction_leaf=min(fraction, 0.5))
-            notes.append(f"min_samples_leaf={leaf} rows -> min_weight_fraction_leaf={fraction:.3g}")
+        before = float(params.get("min_weight_fraction_leaf") or 0.0)
+        if (_whole_number(leaf) and leaf > 1) or (isinstance(leaf, float) and 0.0 < leaf < 1.0):
+            # k rows of the full data are k / represented of its weight; a fraction f of the rows is f of it
+            wanted = leaf / represented if _whole_number(leaf) else float(leaf)
+            fraction = min(max(before, wanted), 0.5)
+            target.set_params(min_samples_leaf=1, min_weight_fraction_leaf=fraction)
+            cap = " (capped at 0.5, scikit-learn's largest)" if max(before, wanted) > 0.5 else ""
+            kept_before = f" (the larger, given min_weight_fraction_leaf={before:.3g})" if before > wanted else ""
+            notes.append(f"min_samples_leaf={leaf} rows -> min_weight_fraction_leaf={fraction:.3g}{cap}{kept_before}")
         split = params.get("min_samples_split")
-        if isinstance(split, (int, np.integer)) and split > 2:
+        if (_whole_number(split) and split > 2) or isinstance(split, float):
             notes.append(f"min_samples_split={split} counts coreset rows (no weight-based equivalent); "
                          "prefer min_weight_fraction_leaf")
         samples = params.get("max_samples")
-        if isinstance(samples, (int, np.integer)) and samples > 0:
-            model.set_params(max_samples=min(1.0, samples / represented))
+        if _whole_number(samples) and samples > 0:
+            target.set_params(max_samples=min(1.0, samples / represented))
             notes.append(f"max_samples={samples} rows -> fraction {min(1.0, samples / represented):.3g}")
     return model, notes

@@ -215,3 +215,30 @@ def test_row_counting_hyper_parameters_are_translated() -> None:
     assert not any("reg_lambda" in n for n in notes)
     xgb, notes = weight_based_params(XGBClassifier(min_child_weight=3.0), 2000, 200_000.0)
     assert xgb.min_child_weight == 3.0 and not notes  # already weight-based
+
+
+def test_row_counting_rules_reach_pipelines_aliases_and_fractions() -> None:
+    from lightgbm import LGBMClassifier
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.tree import DecisionTreeClassifier
+
+    given = make_pipeline(StandardScaler(), DecisionTreeClassifier(min_samples_leaf=50))
+    piped, notes = weight_based_params(given, rows=1000, represented=100_000.0)
+    assert piped[-1].min_samples_leaf == 1 and piped[-1].min_weight_fraction_leaf == pytest.approx(5e-4)
+    assert notes and given[-1].min_samples_leaf == 50  # the estimator passed in is not changed
+    fraction, notes = weight_based_params(DecisionTreeClassifier(min_samples_leaf=0.05), 1000, 100_000.0)
+    assert fraction.min_weight_fraction_leaf == pytest.approx(0.05) and fraction.min_samples_leaf == 1
+    capped, notes = weight_based_params(DecisionTreeClassifier(min_samples_leaf=60_000), 1000, 100_000.0)
+    assert capped.min_weight_fraction_leaf == 0.5 and "=0.5 (capped" in notes[0]
+    boosted, notes = weight_based_params(GradientBoostingClassifier(min_samples_leaf=50), 1000, 100_000.0)
+    assert boosted.min_samples_leaf == 50 and "kept" in notes[0]
+    alias, notes = weight_based_params(LGBMClassifier(min_data_in_leaf=200, lambda_l2=5.0), 1000, 100_000.0)
+    assert notes == [notes[0]] and notes[0].startswith("min_data_in_leaf=200 kept")
+    # weights that stand for no more rows than there are: row counts mean what they say
+    same, notes = weight_based_params(DecisionTreeClassifier(min_samples_leaf=5), 1000, 1000.0)
+    assert same.min_samples_leaf == 5 and not notes
+    for bad in (float("nan"), float("inf"), 0.0, -10.0):
+        with pytest.raises(ValueError, match="weights sum to"):
+            weight_based_params(DecisionTreeClassifier(min_samples_leaf=5), 1000, bad)
