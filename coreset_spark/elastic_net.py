@@ -52,9 +52,10 @@ class ElasticNetLogisticRegression(ClassifierMixin, BaseEstimator):
     l1_ratio : the L1 share of the penalty, 0 (ridge) to 1 (lasso).
     fit_intercept : fit an unpenalised intercept.
     tol : stop when the largest projected gradient component is below ``tol`` times the objective
-        at the solution (a scale-free criterion: it does not loosen when the weights are large).
+        at the solution (a scale-free criterion: it does not loosen when the weights are large), or
+        when an iteration lowers the objective by less than ``tol * 1e-5`` of it (at most 1e-12).
     max_iter : L-BFGS-B iterations at most; a ``ConvergenceWarning`` says when they ran out, or
-        when the solver stopped before the gradient test was met.
+        when the line search failed.
     """
 
     def __init__(self, C: float = 1.0, l1_ratio: float = 0.5, fit_intercept: bool = True, tol: float = 1e-7,
@@ -133,29 +134,31 @@ class ElasticNetLogisticRegression(ClassifierMixin, BaseEstimator):
             z[-1] = np.log(rate / (1 - rate))
         bounds = [(0.0, None)] * (2 * n_features) + [(None, None) if intercept else (0.0, 0.0)]
         value = objective(z)[0]
-        iterations, message = 0, ""
+        iterations, status, message = 0, 0, ""
         # The gradient test is relative to the objective; the objective at the start can be far larger
-        # than at the solution (separable classes, large weights), so a round that met the test against
-        # an earlier, larger objective is continued against the smaller one.
+        # than at the solution (separable classes, large weights), so a round that stopped on the
+        # gradient test against an earlier, larger objective is continued against the smaller one. A
+        # round that stopped because the objective no longer decreases (a flat valley, for example
+        # collinear one-hot columns) is done, as in scikit-learn's lbfgs.
         for _ in range(10):
+            gtol = tol * max(abs(value), 1e-12)
             result = minimize(objective, z, jac=True, method="L-BFGS-B", bounds=bounds,
-                              options={"maxiter": int(self.max_iter) - iterations,
-                                       "gtol": tol * max(abs(value), 1e-12),
+                              options={"maxiter": int(self.max_iter) - iterations, "gtol": gtol,
                                        "ftol": min(1e-12, tol * 1e-5), "maxcor": 20})
             iterations += int(result.nit)
-            z, message = result.x, str(result.message)
+            z, status, message = result.x, int(result.status), str(result.message)
             value, grad = objective(z)
-            converged = projected_gradient(z, grad) <= tol * max(abs(value), 1e-12)
-            if converged or iterations >= int(self.max_iter) or result.nit == 0:
+            gradient = projected_gradient(z, grad)
+            converged = gradient <= tol * max(abs(value), 1e-12)
+            if converged or status != 0 or gradient > gtol or result.nit == 0:
                 break
-        if not converged:
-            if iterations >= int(self.max_iter):
-                warnings.warn(f"ElasticNetLogisticRegression: L-BFGS-B stopped at max_iter={self.max_iter} before "
-                              "converging; raise max_iter", ConvergenceWarning, stacklevel=2)
-            else:
-                warnings.warn(f"ElasticNetLogisticRegression: L-BFGS-B stopped before the gradient test was met "
-                              f"({message}); the coefficients may be inaccurate: standardise the features, or "
-                              f"loosen tol={self.tol!r}", ConvergenceWarning, stacklevel=2)
+        if not converged and status == 1:
+            warnings.warn(f"ElasticNetLogisticRegression: L-BFGS-B stopped at max_iter={self.max_iter} before "
+                          "converging; raise max_iter", ConvergenceWarning, stacklevel=2)
+        elif not converged and status != 0:
+            warnings.warn(f"ElasticNetLogisticRegression: L-BFGS-B stopped early ({message}); the coefficients "
+                          f"may be inaccurate: try a larger tol than {self.tol!r} or a smaller C",
+                          ConvergenceWarning, stacklevel=2)
         self.coef_ = (z[:n_features] - z[n_features:2 * n_features]).reshape(1, -1)
         self.intercept_ = np.array([z[-1] if intercept else 0.0])
         self.n_iter_ = np.array([iterations])
