@@ -248,7 +248,13 @@ def candidates_from_config(entries: Sequence[Mapping[str, Any]]) -> list[Candida
                               f"unknown keys {unknown}")
         name = str(entry.get("name") or entry["estimator"].rpartition(".")[2])
         space = {k: _space_value(name, k, v) for k, v in dict(entry.get("space") or {}).items()}
-        out.append(Candidate(name, estimator_from_path(entry["estimator"], entry.get("params")), space))
+        estimator = estimator_from_path(entry["estimator"], entry.get("params"))
+        known = estimator.get_params(deep=True)
+        wrong = sorted(k for k in space if k not in known)
+        if wrong:
+            raise ConfigError(f"candidate {name!r}: space names {wrong}, which {entry['estimator']!r} does not take; "
+                              f"its parameters are {sorted(known)[:40]}")
+        out.append(Candidate(name, estimator, space))
     return out
 
 

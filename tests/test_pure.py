@@ -70,6 +70,17 @@ def test_config_errors_name_the_setting_and_value() -> None:
     with pytest.raises(ConfigError, match=r"data.categorical includes the target"):
         DataSpec(target="y", categorical=("y",))
     assert DataSpec(target="y", categorical="color").categorical == ("color",)
+    # job configs: a misspelled dataset, scoring or search parameter is named before Spark starts
+    from coreset_spark.commands import check_config
+    from coreset_spark.tuning import candidates_from_config
+
+    with pytest.raises(ConfigError, match=r"input.dataset='adlt' is unknown.*'adult'"):
+        check_config("build", {"input": {"dataset": "adlt"}, "coreset": {"size": 5}, "tree": {"path": "/t"}})
+    with pytest.raises(ConfigError, match=r"search.scoring='auc' is unknown.*'roc_auc'"):
+        check_config("tune", {"tree": {"path": "/t"}, "candidates": [{"estimator": "x"}], "search": {"scoring": "auc"}})
+    with pytest.raises(ConfigError, match=r"candidate 'lr': space names \['c'\].*'C'"):
+        candidates_from_config([{"name": "lr", "estimator": "sklearn.linear_model.LogisticRegression",
+                                 "space": {"c": [0.1, 1.0]}}])
 
 
 def test_large_seeds_work() -> None:

@@ -43,7 +43,7 @@ def small(spark):
     (lambda d: d.withColumn("sid", F.when(F.col("x") % 5 == 0, None).otherwise(F.col("x").cast("string"))),
      DataSpec(target="y", row_id="sid"), r"row id column 'sid' has 40 null values"),
     (lambda d: d.withColumn("rid", (F.col("x") % 50).cast("long")), DataSpec(target="y", row_id="rid"),
-     r"row id column 'rid' has 150 duplicate values"),
+     r"data.row_id='rid' is not unique: 50 ids occur more than once, on 200 rows"),
     (lambda d: d.withColumn("w", F.lit(0.0)), DataSpec(target="y", weight="w"), r"total weight of the rows is 0.0"),
     (lambda d: d.withColumn("w", F.when(F.col("x") == 3, float("inf")).otherwise(F.col("w"))),
      DataSpec(target="y", weight="w"), r"weight column 'w' has 1 null, NaN, infinite or negative values"),

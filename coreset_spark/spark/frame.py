@@ -245,9 +245,9 @@ def compute_stats(prepared: Prepared, spec: DataSpec, task: str = "classificatio
         repeated = frame.groupBy("_row_id").count().where(F.col("count") > 1) \
             .agg(F.count(F.lit(1)).alias("ids"), F.sum("count").alias("rows")).collect()[0]
         if repeated["ids"]:
-            raise DataError(f"row id column {spec.row_id!r} has {int(repeated['rows']) - int(repeated['ids'])} duplicate "
-                            f"values ({repeated['ids']} ids occur more than once); ids must be unique: use another "
-                            "column, or with_row_ids(df) to make ids from the data")
+            raise DataError(f"data.row_id={spec.row_id!r} is not unique: {repeated['ids']} ids occur more than once, "
+                            f"on {int(repeated['rows'])} rows; ids must be unique: name another column, or make ids "
+                            "from the data with with_row_ids(df) (the jobs: input.row_ids)")
     if row["bad_weight"]:
         raise DataError(f"weight column {spec.weight!r} has {row['bad_weight']} null, NaN, infinite or negative "
                         "values; weights must be finite non-negative numbers")
