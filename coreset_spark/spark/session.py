@@ -37,8 +37,9 @@ def delta_jars(jars_dir: str | None = None) -> list[str]:
 def get_spark(settings: SparkSettings | None = None) -> SparkSession:
     """Return the active SparkSession (Databricks, a notebook, a test) or start one.
 
-    A new session gets ``settings.master``, Delta Lake (jars as ``settings.delta`` says) and the
-    extra settings in ``settings.conf`` (see ``conf/spark.yaml``).
+    A new session gets ``settings.master``, Delta Lake (jars as ``settings.delta`` says), UTC
+    session time, no console progress bars, and the extra settings in ``settings.conf`` (see
+    ``conf/spark.yaml``), which override these.
     """
     from pyspark.sql import SparkSession
 
@@ -49,7 +50,8 @@ def get_spark(settings: SparkSettings | None = None) -> SparkSession:
     # Python workers run the same interpreter as the driver unless told otherwise (a venv's numpy).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.master(settings.master).appName(settings.app_name)
-    conf = {"spark.sql.session.timeZone": "UTC", **settings.conf}
+    # the console progress bars are off unless asked for (they flood notebooks and scripts' output)
+    conf = {"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false", **settings.conf}
     if settings.delta != "builtin":
         conf.update(DELTA_SQL)
     if settings.delta == "maven":
