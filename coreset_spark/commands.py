@@ -130,19 +130,13 @@ def check_config(command: str, config: Mapping[str, Any] | None) -> dict[str, An
             raise ConfigError(f"the {command} config needs section {section!r}: {hint}")
     for section, values in out.items():  # a misspelled dataset or scoring fails here, before Spark starts
         if isinstance(values, dict) and values.get("dataset") is not None:
-            from coreset_spark.datasets import VARIANTS
+            from coreset_spark.datasets import registered
 
-            if values["dataset"] not in VARIANTS:
-                raise ConfigError(f"{section}.dataset={values['dataset']!r} is unknown; use one of {sorted(VARIANTS)} "
-                                  f"or {section}.format (parquet, delta, csv, table) with {section}.path")
-    scoring = (out.get("search") or {}).get("scoring")
-    if scoring is not None:
-        from coreset_spark.tuning import ALIASES, CLASSIFICATION_SCORINGS, REGRESSION_SCORINGS
+            registered(values["dataset"], f"{section}.dataset")
+    if (out.get("search") or {}).get("scoring") is not None:
+        from coreset_spark.tuning import scoring_name
 
-        if ALIASES.get(scoring, scoring) not in CLASSIFICATION_SCORINGS + REGRESSION_SCORINGS:
-            raise ConfigError(f"search.scoring={scoring!r} is unknown; use one of "
-                              f"{list(CLASSIFICATION_SCORINGS)} (classification), {list(REGRESSION_SCORINGS)} "
-                              f"(regression) or the aliases {sorted(ALIASES)}")
+        scoring_name(out["search"]["scoring"], None, key="search.scoring")
     for section in ("tree", "model", "predictions"):
         if section in out and "path" in schema[section] and section in dict(REQUIRED[command]) \
                 and not out[section].get("path"):

@@ -232,12 +232,22 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
+def registered(variant: str, key: str = "dataset") -> Variant:
+    """The registered task ``variant``; an unknown name is an error naming ``key`` (the setting).
+
+    >>> registered("adult").spec.target
+    'income'
+    """
+    if variant not in VARIANTS:
+        raise ConfigError(f"{key}={variant!r} is unknown; use one of {sorted(VARIANTS)}, or a table of your own "
+                          "(format: parquet, delta, csv or table, with path or table)")
+    return VARIANTS[variant]
+
+
 def load(spark: SparkSession, variant: str, directory: str | os.PathLike[str] | None = None) -> tuple[DataFrame, DataSpec]:
     """Read a registered task as a Spark DataFrame with its data specification.
 
     >>> # df, spec = load(spark, "kddcup99")   # 494,021 rows, target is_attack
     """
-    if variant not in VARIANTS:
-        raise ConfigError(f"dataset variant {variant!r} is unknown; known: {sorted(VARIANTS)}")
-    entry = VARIANTS[variant]
+    entry = registered(variant)
     return entry.reader(spark, dataset_path(entry.dataset, directory)), entry.spec

@@ -126,7 +126,7 @@ class ElasticNetLogisticRegression(ClassifierMixin, BaseEstimator):
             free[:2 * n_features][(z[:2 * n_features] <= 0.0) & (grad[:2 * n_features] > 0.0)] = 0.0
             if not intercept:
                 free[-1] = 0.0
-            return float(np.abs(free).max()) if len(free) else 0.0
+            return float(np.abs(free).max())
 
         z = np.zeros(2 * n_features + 1)
         if intercept:  # the intercept of the weighted base rate

@@ -65,17 +65,19 @@ METHODS = ("grid", "random", "optuna")
 BACKENDS = ("local", "spark")
 
 
-def scoring_name(scoring: str, task: str) -> str:
-    """The canonical name of ``scoring`` (``log_loss`` -> ``neg_log_loss``), checked against the task.
+def scoring_name(scoring: str, task: str | None, key: str = "scoring") -> str:
+    """The canonical name of ``scoring`` (``log_loss`` -> ``neg_log_loss``), checked against the
+    task (``None``: any task); an error names ``key`` (the setting).
 
     >>> scoring_name("rmse", "regression")
     'neg_root_mean_squared_error'
     """
     name = ALIASES.get(scoring, scoring)
-    allowed = CLASSIFICATION_SCORINGS if task == "classification" else REGRESSION_SCORINGS
+    allowed = {"classification": CLASSIFICATION_SCORINGS, "regression": REGRESSION_SCORINGS,
+               None: CLASSIFICATION_SCORINGS + REGRESSION_SCORINGS}.get(task, REGRESSION_SCORINGS)
     if name not in allowed:
-        raise ConfigError(f"scoring={scoring!r} does not apply to {task}; use one of {list(allowed)} "
-                          f"(or the aliases {sorted(k for k, v in ALIASES.items() if v in allowed)})")
+        raise ConfigError(f"{key}={scoring!r} {'is unknown' if task is None else f'does not apply to {task}'}; use "
+                          f"one of {list(allowed)} (or the aliases {sorted(k for k, v in ALIASES.items() if v in allowed)})")
     return name
 
 

@@ -34,10 +34,10 @@ def read_source(spark: SparkSession, source: Mapping[str, Any]) -> tuple[DataFra
     """
     source = dict(source)
     if "dataset" in source:
+        entry = datasets.registered(source["dataset"], "input.dataset")
         df, spec = datasets.load(spark, source["dataset"], source.get("data_dir"))
         return df, spec, {"format": "dataset", "dataset": source["dataset"],
-                          "path": str(datasets.dataset_path(datasets.VARIANTS[source["dataset"]].dataset,
-                                                            source.get("data_dir")))}
+                          "path": str(datasets.dataset_path(entry.dataset, source.get("data_dir")))}
     fmt = source.get("format")
     if fmt not in FORMATS:
         raise ConfigError(f"input.format={fmt!r} is unknown; use one of {FORMATS} (or input.dataset)")
